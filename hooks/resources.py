@@ -1,0 +1,223 @@
+"""Models of the two custom resources, mirroring `crds/` field for field.
+
+Spec models read what users and the HLO write (unknown fields are ignored here: the API server's
+structural schema is the gate for those). Status models are what the hooks write back; every
+field here must be declared in the CRD's status schema, or the API server prunes it silently
+(tests/k8s checks that nothing is pruned).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from ieapi.contract import CliArg, KeyValue, NetworkOverlay, Port, PublishedPort, RegistryAuth
+
+GROUP = "llo.aeros-project.eu"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+SCD_KIND = "ServiceComponentDocker"
+DIE_KIND = "DockerInfrastructureElement"
+DIE_RESOURCE = "dockerinfrastructureelements"
+# Key of the related-objects map in Metacontroller v2 requests (DESIGN.md §3).
+DIE_RELATED_KEY = f"{DIE_KIND}.{API_VERSION}"
+
+# Annotations an operator or the HLO may set.
+ANNOTATION_API_READY = "apiReady"  # on a DIE: "false" cordons the IE (see README)
+ANNOTATION_ENTITY_ID = f"{GROUP}/entity-id"  # on an SCD: exact ServiceComponent URN
+ANNOTATION_FORCE_DELETE = f"{GROUP}/force-delete"  # on a DIE: release it despite containers
+ANNOTATION_ABANDON = f"{GROUP}/abandon-containers"  # on an SCD: finalize without the IE
+
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+class ObjectMeta(_Model):
+    name: str
+    namespace: str | None = None
+    uid: str = ""
+    generation: int = 0
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    deletion_timestamp: str | None = None
+    finalizers: list[str] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_Model):
+    """Shaped like metav1.Condition."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+# --------------------------------------------------------------------------- ServiceComponentDocker
+
+
+class SelectedIE(_Model):
+    id: str = Field(description="NGSI-LD id of the InfrastructureElement")
+    hostname: str = Field(description="Name of the DockerInfrastructureElement to run on")
+
+
+class SCDSpec(_Model):
+    selected_ie: SelectedIE
+    image: str
+    image_registry: RegistryAuth | None = None
+    is_job: bool = False
+    ports: list[Port] = Field(default_factory=list)
+    expose_ports: bool = True
+    env_vars: list[KeyValue] = Field(default_factory=list)
+    cli_args: list[CliArg] = Field(default_factory=list)
+    privileged: bool = False
+    network_overlay: NetworkOverlay | None = None
+
+
+class Phase(StrEnum):
+    """Summary of an SCD, shown by `kubectl get scd`."""
+
+    PENDING = "Pending"          # waiting for its IE (missing, not ready, cordoned, mismatched)
+    DEPLOYING = "Deploying"      # placement recorded, container being created / image pulling
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"      # a job that exited 0
+    FAILED = "Failed"            # permanent failure (see reason)
+    MIGRATING = "Migrating"      # moving to another IE (make-before-break)
+    TERMINATING = "Terminating"  # finalizing
+
+
+class Placement(_Model):
+    """Where a container of this SCD lives (or is about to): enough to reach it even after
+    its DIE is gone. Written to status *before* the container is created, so no container
+    can exist on an IE that the status does not name."""
+
+    ie: str = Field(description="DockerInfrastructureElement name")
+    ie_id: str = ""
+    api_url: str
+    container: str = Field(description="Container name on the IE")
+
+
+class Cleanup(Placement):
+    reason: str = ""
+
+
+class Migration(_Model):
+    to: Placement
+
+
+class ContainerInfo(_Model):
+    id: str | None = None
+    state: str
+    image: str = ""
+    image_id: str | None = None
+    exit_code: int | None = None
+    restart_count: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    ports: list[PublishedPort] = Field(default_factory=list)
+    network: str | None = None
+
+
+class PullInfo(_Model):
+    layers_total: int = 0
+    layers_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    message: str = ""
+
+
+class BrokerInfo(_Model):
+    entity_id: str | None = None
+    reported: str | None = Field(
+        default=None, description="Last ServiceComponentStatus the broker accepted (e.g. Running)")
+    state: Literal["Synced", "Pending", "Failed", "Disabled"] = "Pending"
+    message: str = ""
+
+
+class SCDStatus(_Model):
+    phase: Phase = Phase.PENDING
+    reason: str = ""
+    message: str = ""
+    ie: str | None = Field(default=None, description="IE hostname running the container")
+    placement: Placement | None = None
+    migration: Migration | None = None
+    pending_cleanups: list[Cleanup] = Field(default_factory=list)
+    container: ContainerInfo | None = None
+    pull: PullInfo | None = None
+    broker: BrokerInfo | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class SCD(_Model):
+    api_version: str = API_VERSION
+    kind: str = SCD_KIND
+    metadata: ObjectMeta
+    spec: SCDSpec
+    status: SCDStatus | None = None
+
+
+# --------------------------------------------------------------------------- DockerInfrastructureElement
+
+
+class DIEApi(_Model):
+    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081")
+    token_key: str | None = Field(
+        default=None, description="File name of the bearer token in the hooks' token directory; "
+        "defaults to the DIE name")
+    insecure_skip_tls_verify: bool = False
+
+
+class DIESpec(_Model):
+    id: str = Field(description="NGSI-LD id of the InfrastructureElement")
+    hostname: str
+    api: DIEApi
+
+
+class DIEStatus(_Model):
+    api_ready: bool = False
+    reason: str = ""
+    message: str = ""
+    ie_id: str | None = None
+    docker_version: str | None = None
+    docker_api_version: str | None = None
+    os: str | None = None
+    architecture: str | None = None
+    cpus: int | None = None
+    memory_bytes: int | None = None
+    allow_privileged: bool | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = None
+
+
+class DIE(_Model):
+    api_version: str = API_VERSION
+    kind: str = DIE_KIND
+    metadata: ObjectMeta
+    spec: DIESpec
+    status: DIEStatus | None = None

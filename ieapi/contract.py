@@ -1,0 +1,292 @@
+"""The wire contract of the IE Docker API, shared by the server (`ieapi`) and its client
+(`hooks.ie`): one source of truth, so the two cannot drift apart.
+
+Field names are camelCase on the wire (like the CRDs) and snake_case in Python.
+Every request model forbids unknown fields, so a typo is a 400 naming the field instead of a
+silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FieldSerializationInfo,
+    SecretStr,
+    StringConstraints,
+    field_serializer,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "v1"
+
+# What Docker accepts as a container name (daemon/names.go), kept shorter so that the
+# configured prefix still fits. The same rule serves as the network alias (the CR name).
+CONTAINER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,199}$"
+_CONTAINER_NAME_RE = re.compile(CONTAINER_NAME_PATTERN)
+
+# Labels on every container and network the IE API creates. It never touches a container
+# without LABEL_MANAGED set to its own instance id.
+LABEL_PREFIX = "llo.aeros-project.eu"
+LABEL_MANAGED = f"{LABEL_PREFIX}/managed-by"
+LABEL_NAME = f"{LABEL_PREFIX}/name"
+LABEL_SPEC_HASH = f"{LABEL_PREFIX}/spec-hash"
+LABEL_OWNER_NAMESPACE = f"{LABEL_PREFIX}/owner-namespace"
+LABEL_OWNER_NAME = f"{LABEL_PREFIX}/owner-name"
+LABEL_OWNER_UID = f"{LABEL_PREFIX}/owner-uid"
+LABEL_SERVICE = "app.kubernetes.io/part-of"
+LABEL_COMPONENT = "app.kubernetes.io/instance"
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
+
+
+def is_valid_container_name(name: str) -> bool:
+    """True when Docker would accept `name` (after the IE's prefix) as a container name."""
+    return bool(_CONTAINER_NAME_RE.match(name))
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python, both accepted when parsing."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        frozen=True,
+    )
+
+
+class _Request(_Wire):
+    model_config = ConfigDict(extra="forbid")
+
+
+REVEAL_SECRETS = "revealSecrets"
+
+
+def _secret_out(value: SecretStr | None, info: FieldSerializationInfo) -> str | None:
+    """Secrets serialize masked, except for the one call that must send them to the IE."""
+    if value is None:
+        return None
+    context = info.context or {}
+    return value.get_secret_value() if context.get(REVEAL_SECRETS) else str(value)
+
+
+class Protocol(StrEnum):
+    TCP = "TCP"
+    UDP = "UDP"
+    SCTP = "SCTP"
+
+
+class Port(_Request):
+    number: int = Field(ge=1, le=65535, description="Container port, published on the IE "
+                        "with the same number when exposePorts is true.")
+    protocol: Protocol = Protocol.TCP
+
+
+class KeyValue(_Request):
+    key: NonEmpty
+    value: str = ""
+
+
+class CliArg(_Request):
+    """One command-line argument: `key`, then `value` when present (`-forwarding` is a bare flag)."""
+
+    key: NonEmpty
+    value: str | None = None
+
+
+class RegistryAuth(_Request):
+    url: str = Field(default="", max_length=1024, description="Registry host, e.g. 'registry.example:5000'")
+    username: str = Field(default="", max_length=1024)
+    password: SecretStr = Field(default=SecretStr(""), description="Never logged, hashed or labelled")
+
+    @field_serializer("password")
+    def _password(self, value: SecretStr, info: FieldSerializationInfo) -> str | None:
+        return _secret_out(value, info)
+
+
+class NetworkOverlay(_Request):
+    """WireGuard overlay settings from the SCD. Accepted so specs stay valid; not yet applied."""
+
+    internal_ip: str | None = None
+    dns: str | None = None
+    public_key: str | None = None
+    private_key: SecretStr | None = None
+    endpoint: str | None = None
+    mtu: int | None = None
+    allowed_ips: str | None = None
+    persistent_keepalive: int | None = None
+
+    @field_serializer("private_key")
+    def _private_key(self, value: SecretStr | None, info: FieldSerializationInfo) -> str | None:
+        return _secret_out(value, info)
+
+
+class Owner(_Request):
+    """The Kubernetes object this container belongs to, written into labels for operators."""
+
+    namespace: str = Field(default="", max_length=253)
+    name: str = Field(default="", max_length=253)
+    uid: str = Field(default="", max_length=64)
+
+
+class ContainerSpec(_Request):
+    """Body of `PUT /v1/containers/{name}`: everything a ServiceComponentDocker can say."""
+
+    image: NonEmpty
+    registry_auth: RegistryAuth | None = None
+    ports: list[Port] = Field(default_factory=list, max_length=256)
+    expose_ports: bool = True
+    env_vars: list[KeyValue] = Field(default_factory=list, max_length=1024)
+    cli_args: list[CliArg] = Field(default_factory=list, max_length=1024)
+    privileged: bool = False
+    is_job: bool = False
+    service: str | None = Field(
+        default=None, max_length=200,
+        description="Service id (label app.kubernetes.io/part-of). Containers of one service "
+        "share a network on which each is reachable by its alias.")
+    alias: ContainerName | None = Field(
+        default=None, description="DNS name on the service network: the CR name.")
+    component: str | None = Field(default=None, max_length=253,
+                                  description="ServiceComponent id, written to a label")
+    owner: Owner = Field(default_factory=Owner)
+    network_overlay: NetworkOverlay | None = None
+
+    def command_args(self) -> list[str]:
+        """CLI args in order: key, then value when present."""
+        args: list[str] = []
+        for arg in self.cli_args:
+            args.append(arg.key)
+            if arg.value is not None:
+                args.append(arg.value)
+        return args
+
+    def spec_hash(self) -> str:
+        """Stable hash of what shapes the container. Credentials and owner are left out: a
+        rotated password must not restart a workload, and secrets never reach a label."""
+        shaping = self.model_dump(
+            mode="json", by_alias=True, exclude={"registry_auth", "owner", "network_overlay"})
+        canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class ContainerState(StrEnum):
+    """Where a managed container is in its life, as the IE API reports it."""
+
+    PULLING = "pulling"          # image pull under way in the background
+    PULL_FAILED = "pullFailed"   # the image cannot be had; see `error`
+    CREATED = "created"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    PAUSED = "paused"
+    EXITED = "exited"            # see `exitCode`
+    DEAD = "dead"
+    REMOVING = "removing"
+
+
+class PullProgress(_Wire):
+    layers_total: int = 0
+    layers_done: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    message: str = ""
+
+
+class PublishedPort(_Wire):
+    container_port: int
+    protocol: Protocol
+    host_ip: str = ""
+    host_port: int | None = None
+
+
+class ContainerStatus(_Wire):
+    """Body of `GET`/`PUT /v1/containers/{name}`: what the IE observed."""
+
+    name: str
+    state: ContainerState
+    id: str | None = None
+    image: str = ""
+    image_id: str | None = None
+    spec_hash: str | None = None
+    exit_code: int | None = None
+    error: str | None = Field(default=None, description="Docker's message when failed or pulling failed")
+    started_at: str | None = None
+    finished_at: str | None = None
+    restart_count: int = 0
+    ports: list[PublishedPort] = Field(default_factory=list)
+    network: str | None = None
+    pull: PullProgress | None = None
+    warnings: list[str] = Field(default_factory=list)
+    is_job: bool = False
+
+
+class ContainerList(_Wire):
+    items: list[ContainerStatus]
+
+
+class DeleteResult(_Wire):
+    name: str
+    deleted: bool = Field(description="False when there was nothing to delete (still a success)")
+
+
+class IEInfo(_Wire):
+    """Body of `GET /v1/info`: identity and slow-changing facts about the IE."""
+
+    api_version: str = API_VERSION
+    ie_id: str
+    hostname: str
+    docker_version: str
+    docker_api_version: str
+    os: str
+    architecture: str
+    cpus: int
+    memory_bytes: int
+    managed_containers: int
+    allow_privileged: bool
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "InvalidRequest"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
+    PRIVILEGED_NOT_ALLOWED = "PrivilegedNotAllowed"
+    NOT_FOUND = "NotFound"
+    CONFLICT = "Conflict"
+    PORT_IN_USE = "PortInUse"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    DOCKER_UNAVAILABLE = "DockerUnavailable"
+    DOCKER_ERROR = "DockerError"
+    INTERNAL = "Internal"
+
+
+class ErrorDetail(_Wire):
+    code: ErrorCode
+    message: str
+    field: str | None = Field(default=None, description="Dotted path of the offending field")
+
+
+class ErrorBody(_Wire):
+    error: ErrorDetail
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str, field: str | None = None) -> ErrorBody:
+        return cls(error=ErrorDetail(code=code, message=message, field=field))
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as wire JSON (camelCase, secrets masked): safe for logs and responses."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def dump_for_ie(spec: ContainerSpec) -> dict[str, Any]:
+    """The request body the hooks send to the IE: the only serialization that reveals secrets."""
+    return spec.model_dump(
+        mode="json", by_alias=True, exclude_none=True, context={REVEAL_SECRETS: True})

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# From a fresh machine to every test tier: venv and packages, Docker Engine binaries (the tests
+# start their own private dockerd and stop it by PID), the CRD API server build (cached under
+# ~/.cache), then ruff, mypy and pytest. Extra arguments go to pytest, e.g. `-m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/venv.sh
+
+need_apt=()
+if [ -z "${DOCKER_HOST:-}" ]; then
+  command -v dockerd >/dev/null || need_apt+=(docker.io iptables)
+fi
+[ -x /bin/busybox ] || command -v busybox >/dev/null || need_apt+=(busybox-static)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need_apt[*]} (install them, or run as root)" >&2; exit 1
+  fi
+  echo "installing ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ -f scripts/crdserver/build.sh ]; then
+  bash scripts/crdserver/build.sh
+fi
+
+echo "== ruff";  ruff check .
+echo "== mypy";  mypy
+echo "== pytest"
+exec python -m pytest "$@"
