@@ -8,10 +8,11 @@ field here must be declared in the CRD's status schema, or the API server prunes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field
+from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from ieapi.contract import CliArg, KeyValue, NetworkOverlay, Port, PublishedPort, RegistryAuth
@@ -60,6 +61,15 @@ class ObjectMeta(_Model):
 
 # --------------------------------------------------------------------------- conditions
 
+# SCD condition types, in the order they appear in status (reasons: hooks/reasons.py).
+READY = "Ready"                    # summary: the serving container is ready (job: succeeded)
+IE_READY = "IEReady"               # the selected IE is usable and answered
+CONTAINER_READY = "ContainerReady"  # the serving container runs (job: exited 0)
+BROKER_SYNCED = "BrokerSynced"     # Orion-LD holds the ServiceComponentStatus this status calls for
+MIGRATED = "Migrated"              # only once selectedIE has changed: is the move done?
+CLEANED_UP = "CleanedUp"           # only once there were old containers: are they all deleted?
+SCD_CONDITION_ORDER = (READY, IE_READY, CONTAINER_READY, BROKER_SYNCED, MIGRATED, CLEANED_UP)
+
 
 class ConditionStatus(StrEnum):
     TRUE = "True"
@@ -87,7 +97,8 @@ class SelectedIE(_Model):
 
 
 class SCDSpec(_Model):
-    selected_ie: SelectedIE
+    # aerOS spells it `selectedIE`; to_camel would give `selectedIe`.
+    selected_ie: SelectedIE = Field(alias="selectedIE")
     image: str
     image_registry: RegistryAuth | None = None
     is_job: bool = False
@@ -107,8 +118,9 @@ class Phase(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"      # a job that exited 0
     FAILED = "Failed"            # permanent failure (see reason)
-    MIGRATING = "Migrating"      # moving to another IE (make-before-break)
+    MIGRATING = "Migrating"      # spec.selectedIE differs from where it runs (make-before-break)
     TERMINATING = "Terminating"  # finalizing
+    UNKNOWN = "Unknown"          # its IE could not be asked (like a Pod's Unknown phase)
 
 
 class Placement(_Model):
@@ -119,7 +131,15 @@ class Placement(_Model):
     ie: str = Field(description="DockerInfrastructureElement name")
     ie_id: str = ""
     api_url: str
+    token_key: str | None = Field(
+        default=None, description="Token file name for this IE (the DIE's spec.api.tokenKey or "
+        "name), recorded so the container can be deleted after its DIE is gone")
+    insecure_skip_tls_verify: bool = False
     container: str = Field(description="Container name on the IE")
+
+    def same_target(self, other: Placement) -> bool:
+        """Same container on the same IE (the endpoint may have moved)."""
+        return self.ie == other.ie and self.container == other.container
 
 
 class Cleanup(Placement):
@@ -153,6 +173,8 @@ class PullInfo(_Model):
 
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    desired: str | None = Field(
+        default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(
         default=None, description="Last ServiceComponentStatus the broker accepted (e.g. Running)")
     state: Literal["Synced", "Pending", "Failed", "Disabled"] = "Pending"
@@ -182,7 +204,7 @@ class SCD(_Model):
     status: SCDStatus | None = None
 
 
-# --------------------------------------------------------------------------- DockerInfrastructureElement
+# ------------------------------------------------------------------ DockerInfrastructureElement
 
 
 class DIEApi(_Model):
@@ -221,3 +243,82 @@ class DIE(_Model):
     metadata: ObjectMeta
     spec: DIESpec
     status: DIEStatus | None = None
+
+
+# --------------------------------------------------------------------------- reading objects
+
+
+def _error_text(exc: ValidationError) -> str:
+    """First validation error as `field.path: message` (what a user can act on)."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+def _lenient_status(raw: Any) -> SCDStatus:
+    """The old status. A status that no longer validates must not lose the record of where
+    containers live (that would leak them), so placement, migration and cleanups are salvaged
+    one by one."""
+    if not isinstance(raw, dict):
+        return SCDStatus()
+    try:
+        return SCDStatus.model_validate(raw)
+    except ValidationError:
+        pass
+    salvaged: dict[str, Any] = {}
+    for key, model in (("placement", Placement), ("migration", Migration),
+                       ("broker", BrokerInfo)):
+        try:
+            salvaged[key] = model.model_validate(raw.get(key))
+        except ValidationError:
+            continue
+    cleanups = []
+    for item in raw.get("pendingCleanups") or []:
+        try:
+            cleanups.append(Cleanup.model_validate(item))
+        except ValidationError:
+            continue
+    return SCDStatus(pending_cleanups=cleanups, **salvaged)
+
+
+@dataclass(frozen=True)
+class SCDObject:
+    """An SCD as the hooks see it: metadata and old status always; spec only when valid
+    (finalize needs no spec, and an invalid spec must still report and clean up)."""
+
+    metadata: ObjectMeta
+    spec: SCDSpec | None
+    spec_error: str | None
+    status: SCDStatus
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or ""
+
+
+def read_scd(obj: dict[str, Any]) -> SCDObject:
+    """Parse an SCD leniently. Raises ValidationError only when metadata is unusable."""
+    metadata = ObjectMeta.model_validate(obj.get("metadata"))
+    spec: SCDSpec | None = None
+    spec_error: str | None = None
+    try:
+        spec = SCDSpec.model_validate(obj.get("spec"))
+    except ValidationError as exc:
+        spec_error = "spec." + _error_text(exc) if obj.get("spec") is not None else "spec: missing"
+    return SCDObject(metadata=metadata, spec=spec, spec_error=spec_error,
+                     status=_lenient_status(obj.get("status")))
+
+
+def read_die(obj: dict[str, Any] | None) -> DIE | None:
+    """A related DIE, or None when absent or unusable (treated as missing by the gate)."""
+    if obj is None:
+        return None
+    try:
+        return DIE.model_validate(obj)
+    except ValidationError:
+        return None
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A status as Kubernetes JSON: camelCase, nulls left out, field order fixed."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)

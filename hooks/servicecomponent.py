@@ -1,0 +1,563 @@
+"""ServiceComponentDocker decisions, free of I/O: plan → (the I/O layer acts) → report.
+
+`plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
+`assess()` turns what the IEs answered into the phase (and so the broker value), and `report()`
+builds the new status and resyncAfterSeconds. Deletion is `hooks.teardown`; what the broker
+part of the status says is `hooks.brokerstatus`. The rules are docs/architecture.md "Hooks: the
+ServiceComponentDocker lifecycle"; the key one is the invariant that a call only ever goes to
+an IE that the *old* status already names: a new IE is first recorded (intent), then used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from hooks import conditions as cond
+from hooks.brokerstatus import BROKER_VALUE, broker_report
+from hooks.errors import Failure
+from hooks.observations import (
+    Action,
+    ActionKind,
+    BrokerObservation,
+    Observation,
+)
+from hooks.reasons import Reason
+from hooks.resources import (
+    ANNOTATION_API_READY,
+    BROKER_SYNCED,
+    CLEANED_UP,
+    CONTAINER_READY,
+    DIE,
+    IE_READY,
+    LABEL_INSTANCE,
+    LABEL_PART_OF,
+    MIGRATED,
+    READY,
+    SCD_CONDITION_ORDER,
+    Cleanup,
+    ConditionStatus,
+    ContainerInfo,
+    Migration,
+    Phase,
+    Placement,
+    PullInfo,
+    SCDObject,
+    SCDStatus,
+    dump,
+)
+from hooks.resync import Pace
+from hooks.resync import seconds as pace_seconds
+from hooks.settings import Settings
+from ieapi.contract import (
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    Owner,
+    is_valid_container_name,
+)
+
+# Failures that say something about the IE (or our access to it) rather than the container.
+IE_FAILURES = frozenset({
+    Reason.IE_UNREACHABLE, Reason.IE_ERROR, Reason.IE_UNAUTHORIZED, Reason.IE_TLS_ERROR,
+    Reason.TOKEN_MISSING, Reason.DEADLINE_EXCEEDED,
+})
+
+
+def container_name(scd: SCDObject) -> str:
+    """`<namespace>.<name>`: a namespace has no dot, so the IE can split it (architecture.md)."""
+    return f"{scd.namespace}.{scd.metadata.name}"
+
+
+def build_container_spec(scd: SCDObject) -> ContainerSpec:
+    """The ieapi request for this SCD. Raises ValueError when it cannot be expressed."""
+    spec = scd.spec
+    if spec is None:
+        raise ValueError(scd.spec_error or "spec: missing")
+    name = container_name(scd)
+    if not is_valid_container_name(name):
+        raise ValueError(f"metadata.name: container name {name!r} is not valid on Docker "
+                         "(at most 200 characters of [a-zA-Z0-9_.-])")
+    labels = scd.metadata.labels
+    try:
+        return ContainerSpec(
+            image=spec.image, registry_auth=spec.image_registry, ports=spec.ports,
+            expose_ports=spec.expose_ports, env_vars=spec.env_vars, cli_args=spec.cli_args,
+            privileged=spec.privileged, is_job=spec.is_job,
+            service=labels.get(LABEL_PART_OF) or None, alias=scd.metadata.name,
+            component=labels.get(LABEL_INSTANCE) or None,
+            owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
+            network_overlay=spec.network_overlay)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"spec.{where}: {err['msg']}") from exc
+
+
+# =========================================================================== gate
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Whether the selected IE may be used. `open`: for a new placement; `existing_ok`: for a
+    container already placed there (a cordon stops new placements only)."""
+
+    open: bool
+    existing_ok: bool
+    reason: Reason
+    message: str
+    target: Placement | None  # the selected IE as a placement, when its DIE exists
+
+
+def gate(scd: SCDObject, die: DIE | None) -> Gate:
+    assert scd.spec is not None
+    sel = scd.spec.selected_ie
+    if die is None:
+        return Gate(False, False, Reason.IE_NOT_FOUND,
+                    f"no DockerInfrastructureElement named {sel.hostname!r}", None)
+    target = Placement(
+        ie=die.metadata.name, ie_id=die.spec.id, api_url=die.spec.api.url,
+        token_key=die.spec.api.token_key or die.metadata.name,
+        insecure_skip_tls_verify=die.spec.api.insecure_skip_tls_verify,
+        container=container_name(scd))
+    if die.spec.id != sel.id:
+        return Gate(False, False, Reason.IE_ID_MISMATCH,
+                    f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is {sel.id!r}",
+                    target)
+    status = die.status
+    if status is None or not status.api_ready:
+        detail = f": {status.message}" if status is not None and status.message else ""
+        return Gate(False, False, Reason.IE_NOT_READY,
+                    f"IE {sel.hostname!r}: its API is not ready{detail}", target)
+    if die.metadata.deletion_timestamp:
+        return Gate(False, True, Reason.IE_TERMINATING,
+                    f"IE {sel.hostname!r} is being deleted: no new placements", target)
+    if die.metadata.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false":
+        return Gate(False, True, Reason.IE_CORDONED,
+                    f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
+                    "no new placements", target)
+    return Gate(True, True, Reason.IE_READY, f"IE {sel.hostname!r} is ready", target)
+
+
+# =========================================================================== plan
+
+
+class Stage(StrEnum):
+    """Where an SCD stands before any call is made."""
+
+    INVALID_SPEC = "InvalidSpec"              # cannot build a container spec: only cleanups
+    NOT_PLACED = "NotPlaced"                  # nothing placed, selected IE not usable
+    PLACEMENT_INTENT = "PlacementIntent"      # recording the selected IE; no call yet
+    PLACED = "Placed"                         # ensure on the placement
+    PLACED_GATE_CLOSED = "PlacedGateClosed"   # placed on an IE that cannot be used now
+    MIGRATION_INTENT = "MigrationIntent"      # recording the new IE; observe the old one
+    MIGRATING = "Migrating"                   # ensure on the new IE; observe the old one
+    MIGRATION_BLOCKED = "MigrationBlocked"    # new IE not usable; observe the old one
+
+
+@dataclass(frozen=True)
+class Plan:
+    stage: Stage
+    gate: Gate | None
+    placement: Placement | None
+    migration: Placement | None
+    cleanups: tuple[Cleanup, ...]
+    actions: tuple[Action, ...]
+    spec: ContainerSpec | None = None
+    spec_error: str | None = None
+    abandoned: tuple[Placement, ...] = ()  # migration targets given up in this plan
+
+    def action(self, kind: ActionKind, ie: str) -> Action | None:
+        return next((a for a in self.actions if a.kind is kind and a.target.ie == ie), None)
+
+
+def as_cleanup(p: Placement, reason: Reason | str) -> Cleanup:
+    """`p` as a cleanup entry (whatever its own type), with why it is queued."""
+    return Cleanup.model_validate({**Placement.model_validate(p.model_dump()).model_dump(),
+                                   "reason": str(reason)})
+
+
+def _refreshed(recorded: Placement, current: Placement | None) -> Placement:
+    """The recorded placement with the endpoint its DIE gives now (a DIE may move its URL)."""
+    if current is None or not current.same_target(recorded):
+        return recorded
+    return current
+
+
+def plan(scd: SCDObject, die: DIE | None) -> Plan:
+    """Decide the IE calls of one sync. `die` is the related DIE named by selectedIE."""
+    old = scd.status
+    placement = old.placement
+    migration = old.migration.to if old.migration is not None else None
+    if placement is None and migration is not None:  # not written by us; keep it reachable
+        placement, migration = migration, None
+    cleanups: list[Cleanup] = list(old.pending_cleanups)
+    abandoned: list[Placement] = []
+
+    def abandon(target: Placement) -> None:
+        abandoned.append(target)
+        cleanups.append(as_cleanup(target, Reason.MIGRATION_ABANDONED))
+
+    spec: ContainerSpec | None = None
+    spec_error: str | None = None
+    try:
+        spec = build_container_spec(scd)
+    except ValueError as exc:
+        spec_error = str(exc)
+
+    g: Gate | None = None
+    actions: list[Action] = []
+    if spec is None or scd.spec is None:
+        stage = Stage.INVALID_SPEC
+    else:
+        g = gate(scd, die)
+        selected = scd.spec.selected_ie.hostname
+        if placement is None:
+            if g.open:
+                assert g.target is not None
+                placement, stage = g.target, Stage.PLACEMENT_INTENT
+            else:
+                stage = Stage.NOT_PLACED
+        elif placement.ie == selected:
+            if migration is not None:  # selectedIE went back: give the target up
+                abandon(migration)
+                migration = None
+            if g.existing_ok:
+                placement = _refreshed(placement, g.target)
+                stage = Stage.PLACED
+                actions.append(Action(ActionKind.ENSURE, placement, spec))
+            else:
+                stage = Stage.PLACED_GATE_CLOSED
+        else:
+            if migration is not None and migration.ie != selected:  # changed again mid-way
+                abandon(migration)
+                migration = None
+            if migration is not None:
+                if g.existing_ok:
+                    migration = _refreshed(migration, g.target)
+                    stage = Stage.MIGRATING
+                    actions.append(Action(ActionKind.ENSURE, migration, spec))
+                else:
+                    stage = Stage.MIGRATION_BLOCKED
+            elif g.open:
+                assert g.target is not None
+                migration, stage = g.target, Stage.MIGRATION_INTENT
+            else:
+                stage = Stage.MIGRATION_BLOCKED
+            actions.append(Action(ActionKind.OBSERVE, placement))
+
+    # A cleanup of the container we now want (e.g. back to an abandoned target) is void: the
+    # ensure takes the container over. Duplicates collapse.
+    kept: list[Cleanup] = []
+    for c in cleanups:
+        if any(p is not None and c.same_target(p) for p in (placement, migration)):
+            continue
+        if any(c.same_target(k) for k in kept):
+            continue
+        kept.append(c)
+    actions.extend(Action(ActionKind.DELETE, c) for c in kept)
+    return Plan(stage=stage, gate=g, placement=placement, migration=migration,
+                cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
+                abandoned=tuple(abandoned))
+
+
+# =========================================================================== assess
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one container observation means."""
+
+    phase: Phase
+    reason: Reason
+    message: str
+    ready: ConditionStatus          # ContainerReady
+    pace: Pace
+    started: bool = False           # counts as running for a migration (a job: ran at all)
+    ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
+    container: ContainerInfo | None = None
+    pull: PullInfo | None = None
+
+
+def _info(c: ContainerStatus) -> ContainerInfo:
+    return ContainerInfo(
+        id=c.id, state=c.state.value, image=c.image, image_id=c.image_id, exit_code=c.exit_code,
+        restart_count=c.restart_count, started_at=c.started_at, finished_at=c.finished_at,
+        ports=c.ports, network=c.network)
+
+
+UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
+
+
+def _pull_message(c: ContainerStatus) -> str:
+    p = c.pull
+    if p is None:
+        return f"pulling image {c.image}"
+    detail = p.message or f"{p.layers_done}/{p.layers_total} layers"
+    return f"pulling image {c.image}: {detail}"
+
+
+def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
+    """Map an IE's ContainerStatus to phase, reason and pace (docs/architecture.md)."""
+    if c is None:
+        return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
+                       f"IE {ie!r} has no such container", ConditionStatus.FALSE, Pace.ERROR)
+    info = _info(c)
+    false = ConditionStatus.FALSE
+    s = c.state
+    if s is ContainerState.PULLING:
+        pull = PullInfo.model_validate(c.pull.model_dump()) if c.pull else PullInfo()
+        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING, _pull_message(c), false,
+                       Pace.CONVERGING, container=info, pull=pull)
+    if s is ContainerState.PULL_FAILED:
+        return Verdict(Phase.FAILED, Reason.PULL_FAILED,
+                       f"cannot pull image {c.image}: {c.error or 'unknown error'}", false,
+                       Pace.PERMANENT, container=info)
+    if s is ContainerState.CREATED:
+        return Verdict(Phase.DEPLOYING, Reason.CONTAINER_CREATED, f"created on IE {ie!r}",
+                       false, Pace.CONVERGING, container=info)
+    if s is ContainerState.RUNNING:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, f"running on IE {ie!r}",
+                       ConditionStatus.TRUE, Pace.STEADY, started=True, container=info)
+    if s is ContainerState.PAUSED:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_PAUSED, f"paused on IE {ie!r}", false,
+                       Pace.STEADY, started=True, container=info)
+    if s is ContainerState.RESTARTING:
+        return Verdict(Phase.DEPLOYING, Reason.CONTAINER_RESTARTING,
+                       f"restarting on IE {ie!r} (restarts: {c.restart_count})", false,
+                       Pace.ERROR, container=info)
+    if s is ContainerState.EXITED:
+        code = c.exit_code
+        if is_job and code == 0:
+            return Verdict(Phase.SUCCEEDED, Reason.JOB_SUCCEEDED,
+                           f"job completed on IE {ie!r}", ConditionStatus.TRUE, Pace.STEADY,
+                           started=True, container=info)
+        if is_job:
+            return Verdict(Phase.FAILED, Reason.JOB_FAILED,
+                           f"job exited with code {code} on IE {ie!r}", false, Pace.PERMANENT,
+                           started=True, container=info)
+        return Verdict(Phase.DEPLOYING, Reason.CONTAINER_EXITED,
+                       f"exited with code {code} on IE {ie!r}; started again on next sync",
+                       false, Pace.ERROR, container=info)
+    if s is ContainerState.DEAD:
+        return Verdict(Phase.FAILED, Reason.CONTAINER_DEAD,
+                       f"dead on IE {ie!r}: {c.error or 'no detail'}", false, Pace.ERROR,
+                       container=info)
+    return Verdict(Phase.DEPLOYING, Reason.CONTAINER_REMOVING, f"being removed on IE {ie!r}",
+                   false, Pace.CONVERGING, container=info)
+
+
+def verdict_of(obs: Observation, is_job: bool) -> Verdict:
+    f = obs.failure
+    if f is None:
+        return verdict_of_container(obs.container, is_job, obs.ie)
+    if f.reason in IE_FAILURES:
+        return Verdict(Phase.UNKNOWN, f.reason, f.message, ConditionStatus.UNKNOWN,
+                       Pace.ERROR if f.temporary else Pace.PERMANENT, ie_failure=f,
+                       container=UNKNOWN_CONTAINER)
+    # The IE answered and refused this container: nothing to retry until something changes.
+    return Verdict(Phase.FAILED, f.reason, f.message, ConditionStatus.FALSE,
+                   Pace.ERROR if f.temporary else Pace.PERMANENT)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The outcome of the container calls: everything but cleanups and the broker."""
+
+    phase: Phase
+    reason: Reason
+    message: str
+    placement: Placement | None
+    migration: Placement | None
+    promoted_from: Placement | None   # old placement, when a migration completed just now
+    container: ContainerInfo | None
+    pull: PullInfo | None
+    ie_ready: tuple[ConditionStatus, Reason, str] | None
+    container_ready: tuple[ConditionStatus, Reason, str]
+    migrated: tuple[ConditionStatus, Reason, str] | None
+    pace: Pace
+    backoff_condition: str  # whose lastTransitionTime measures a temporary failure
+
+    @property
+    def broker_value(self) -> str | None:
+        return BROKER_VALUE.get(self.phase)
+
+
+def _observation(observations: Mapping[tuple[str, str], Observation],
+                 action: Action | None) -> Observation:
+    assert action is not None
+    return observations.get(action.key) or Observation.not_attempted(action)
+
+
+def index(observations: Iterable[Observation]) -> dict[tuple[str, str], Observation]:
+    return {o.key: o for o in observations}
+
+
+def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> Assessment:
+    """Phase, container and conditions (but cleanups/broker) from the placement calls."""
+    obs = index(observations)
+    is_job = scd.spec.is_job if scd.spec is not None else False
+    g = plan_.gate
+    p, m = plan_.placement, plan_.migration
+
+    def ie_cond(v: Verdict) -> tuple[ConditionStatus, Reason, str]:
+        if v.ie_failure is not None:
+            return (ConditionStatus.FALSE, v.ie_failure.reason, v.ie_failure.message)
+        assert g is not None
+        return (ConditionStatus.TRUE, g.reason, g.message)
+
+    if plan_.stage is Stage.INVALID_SPEC:
+        msg = plan_.spec_error or "invalid spec"
+        return Assessment(Phase.FAILED, Reason.INVALID_SPEC, msg, p, m, None, None, None, None,
+                          (ConditionStatus.FALSE, Reason.INVALID_SPEC, msg), None,
+                          Pace.PERMANENT, READY)
+    assert g is not None
+    gate_false = (ConditionStatus.FALSE, g.reason, g.message)
+    gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
+
+    if plan_.stage is Stage.NOT_PLACED:
+        return Assessment(Phase.PENDING, g.reason, g.message, None, None, None, None, None,
+                          gate_false, (ConditionStatus.FALSE, Reason.NOT_PLACED,
+                                       "no container yet: " + g.message),
+                          None, gate_pace, READY)
+    assert p is not None
+    if plan_.stage is Stage.PLACEMENT_INTENT:
+        msg = f"placing on IE {p.ie!r}"
+        return Assessment(Phase.DEPLOYING, Reason.PLACEMENT_RECORDED, msg, p, None, None, None,
+                          None, (ConditionStatus.TRUE, g.reason, g.message),
+                          (ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED, msg), None,
+                          Pace.CONVERGING, READY)
+    if plan_.stage is Stage.PLACED_GATE_CLOSED:
+        return Assessment(Phase.UNKNOWN, g.reason, g.message, p, None, None, UNKNOWN_CONTAINER,
+                          None, gate_false, (ConditionStatus.UNKNOWN, g.reason, g.message),
+                          None, gate_pace, READY)
+    if plan_.stage is Stage.PLACED:
+        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job)
+        return Assessment(v.phase, v.reason, v.message, p, None, None, v.container, v.pull,
+                          ie_cond(v), (v.ready, v.reason, v.message), None, v.pace, READY)
+
+    # ---- migration stages: the old container keeps serving and is only observed
+    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job)
+    old_ready = (old.ready, old.reason, old.message)
+    selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
+    moving = f"moving from IE {p.ie!r} to IE {selected!r}"
+    # The old IE failing to answer hurries the pace; its health alone does not (a target that
+    # fails permanently is retried at the permanent pace, not on every steady resync).
+    old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
+    if plan_.stage is Stage.MIGRATION_INTENT:
+        return Assessment(Phase.MIGRATING, Reason.MIGRATION_PENDING, moving, p, m, None,
+                          old.container, None, (ConditionStatus.TRUE, g.reason, g.message),
+                          old_ready, (ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
+                          Pace.CONVERGING, MIGRATED)
+    if plan_.stage is Stage.MIGRATION_BLOCKED:
+        msg = f"{moving}: {g.message}"
+        return Assessment(Phase.MIGRATING, g.reason, msg, p, m, None, old.container, None,
+                          gate_false, old_ready, (ConditionStatus.FALSE, g.reason, msg),
+                          min(gate_pace, old_pace), MIGRATED)
+    assert m is not None
+    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job)
+    if new.started:  # make-before-break done: the new one is the placement now
+        msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
+        return Assessment(new.phase, new.reason, new.message, m, None, p, new.container,
+                          new.pull, ie_cond(new), (new.ready, new.reason, new.message),
+                          (ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
+                          min(new.pace, Pace.CONVERGING), READY)
+    msg = f"{moving}: {new.message}"
+    return Assessment(Phase.MIGRATING, new.reason, msg, p, m, None, old.container, new.pull,
+                      ie_cond(new), old_ready, (ConditionStatus.FALSE, new.reason, msg),
+                      min(new.pace, old_pace), MIGRATED)
+
+
+# =========================================================================== report
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: SCDStatus
+    resync_after_seconds: float
+    finalized: bool = False
+    orphaned: tuple[Placement, ...] = field(default=())  # released without a confirmed delete
+
+    def status_json(self) -> dict[str, object]:
+        return dump(self.status)
+
+
+def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failure]) -> str:
+    parts = []
+    for c in remaining:
+        f = failures.get(c.ie)
+        parts.append(f"IE {c.ie!r}: {f.message}" if f else f"IE {c.ie!r}: delete queued")
+    return "old containers not yet deleted: " + "; ".join(parts)
+
+
+def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
+           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
+    """The new status and resyncAfterSeconds. Deterministic: `now` only reaches status as the
+    lastTransitionTime of a condition whose status flipped."""
+    a = assess(scd, plan_, observations)
+    obs = index(observations)
+    old = scd.status
+    cs = cond.ConditionSet(old.conditions, now, scd.metadata.generation,
+                           SCD_CONDITION_ORDER)
+
+    # ---- cleanups: confirmed deletes leave the list; a completed migration adds the old IE
+    failures: dict[str, Failure] = {}
+    remaining: list[Cleanup] = []
+    for c in plan_.cleanups:
+        o = obs.get((ActionKind.DELETE.value, c.ie))
+        if o is not None and o.confirmed_gone:
+            continue
+        if o is not None and o.failure is not None:
+            failures[c.ie] = o.failure
+        remaining.append(c)
+    if a.promoted_from is not None:
+        remaining.append(as_cleanup(a.promoted_from, Reason.MIGRATION_COMPLETED))
+    cleanup_pace = Pace.STEADY
+    if remaining or plan_.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
+        if remaining:
+            cs.set(CLEANED_UP, (ConditionStatus.FALSE, Reason.CLEANUP_PENDING,
+                                _cleanup_message(remaining, failures)))
+            cleanup_pace = Pace.ERROR if failures else Pace.CONVERGING
+        else:
+            cs.set(CLEANED_UP, (ConditionStatus.TRUE, Reason.CLEANUP_DONE,
+                                "no old containers left"))
+
+    # ---- conditions about the container
+    if a.ie_ready is not None:
+        cs.set(IE_READY, a.ie_ready)
+    cs.set(CONTAINER_READY, a.container_ready)
+    ready_status = a.container_ready[0]
+    cs.set(READY, (ready_status, a.container_ready[1] if ready_status is ConditionStatus.TRUE
+                   else a.reason, a.message))
+    if a.migrated is not None:
+        cs.set(MIGRATED, a.migrated)
+    elif plan_.abandoned:
+        cs.set(MIGRATED, (ConditionStatus.TRUE, Reason.MIGRATION_ABANDONED,
+                          "selectedIE is back on the IE the container runs on"))
+    else:
+        cs.carry(MIGRATED)
+
+    # ---- broker
+    b = broker_report(scd, a.broker_value, broker, settings)
+    cs.set(BROKER_SYNCED, b.condition)
+
+    status = SCDStatus(
+        phase=a.phase, reason=str(a.reason), message=a.message,
+        ie=a.placement.ie if a.placement else None,
+        placement=a.placement,
+        migration=Migration(to=a.migration) if a.migration else None,
+        pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,
+        conditions=cs.result())
+    # The container decides the pace; cleanups and the broker only hurry it when they have
+    # work left (a permanent broker problem must not turn a failed job into a fast loop).
+    resync = pace_seconds(a.pace, settings, error_elapsed=cs.elapsed(a.backoff_condition))
+    for pace, type_ in ((cleanup_pace, CLEANED_UP), (b.pace, BROKER_SYNCED)):
+        if pace in (Pace.CONVERGING, Pace.ERROR):
+            resync = min(resync, pace_seconds(pace, settings, error_elapsed=cs.elapsed(type_)))
+    return Outcome(status=status, resync_after_seconds=resync)
+
+
