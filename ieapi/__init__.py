@@ -1,0 +1,30 @@
+"""The IE Docker API: a small authenticated REST service over the local Docker Engine.
+
+`create_app()` is the Flask app factory gunicorn calls (see `ieapi.gunicorn_conf`).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from ieapi import api
+from ieapi.auth import TokenSource
+from ieapi.engine import Engine
+from ieapi.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> Flask:
+    """The IE API app; raises SettingsError when it must not start (e.g. no token)."""
+    settings = settings if settings is not None else Settings.from_env()
+    settings.check_startable()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
+    tokens = TokenSource(
+        settings.token.get_secret_value() if settings.token else None, settings.token_file)
+    app.extensions[api.EXTENSION] = api.Runtime(
+        settings=settings, engine=engine if engine is not None else Engine(settings),
+        tokens=tokens)
+    app.register_blueprint(api.blueprint)
+    api.register_error_handlers(app)
+    return app

@@ -97,16 +97,19 @@ class KeyValue(_Request):
 
 
 class CliArg(_Request):
-    """One command-line argument: `key`, then `value` when present (`-forwarding` is a bare flag)."""
+    """One command-line argument: `key`, then `value` when present (`-forwarding` is a bare
+    flag)."""
 
     key: NonEmpty
     value: str | None = None
 
 
 class RegistryAuth(_Request):
-    url: str = Field(default="", max_length=1024, description="Registry host, e.g. 'registry.example:5000'")
+    url: str = Field(default="", max_length=1024,
+                     description="Registry host, e.g. 'registry.example:5000'")
     username: str = Field(default="", max_length=1024)
-    password: SecretStr = Field(default=SecretStr(""), description="Never logged, hashed or labelled")
+    password: SecretStr = Field(default=SecretStr(""),
+                                description="Never logged, hashed or labelled")
 
     @field_serializer("password")
     def _password(self, value: SecretStr, info: FieldSerializationInfo) -> str | None:
@@ -217,7 +220,8 @@ class ContainerStatus(_Wire):
     image_id: str | None = None
     spec_hash: str | None = None
     exit_code: int | None = None
-    error: str | None = Field(default=None, description="Docker's message when failed or pulling failed")
+    error: str | None = Field(
+        default=None, description="Docker's message when failed or pulling failed")
     started_at: str | None = None
     finished_at: str | None = None
     restart_count: int = 0
@@ -290,3 +294,35 @@ def dump_for_ie(spec: ContainerSpec) -> dict[str, Any]:
     """The request body the hooks send to the IE: the only serialization that reveals secrets."""
     return spec.model_dump(
         mode="json", by_alias=True, exclude_none=True, context={REVEAL_SECRETS: True})
+
+
+# --------------------------------------------------------------------------- added by ieapi
+# Rules the IE API enforces beyond the models above (with a 400 naming the field), published
+# in its OpenAPI document so clients and fuzzers know them. Kept out of the models' types so
+# that building a ContainerSpec never fails on the client side: the IE is the judge.
+
+# Docker's image reference grammar (distribution/reference): [domain/]path[:tag][@digest].
+# The first component counts as a domain only with a dot, a port, or as `localhost` (else it
+# is a lowercase path component, as Docker decides).
+_ALNUM = r"[a-z0-9]+"
+_PATH_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = (rf"(?:localhost(?::[0-9]+)?|{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})+(?::[0-9]+)?"
+           rf"|{_DOMAIN_COMPONENT}:[0-9]+)")
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+# Docker accepts only the registered digest algorithms, lowercase hex of the exact length.
+_DIGEST = r"(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})"
+IMAGE_REFERENCE_PATTERN = (
+    rf"^(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?$")
+IMAGE_REFERENCE_MAX_LENGTH = 255  # Docker's limit for the name; applied to the whole reference
+_IMAGE_REFERENCE_RE = re.compile(IMAGE_REFERENCE_PATTERN)
+
+# An environment variable name cannot hold '=' (it would split differently) nor NUL; no
+# argument or value can hold NUL (the kernel's exec strings end there).
+ENV_KEY_PATTERN = r"^[^=\u0000]+$"
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+
+
+def is_valid_image_reference(image: str) -> bool:
+    """True when Docker would parse `image` as a reference (checked before calling Docker)."""
+    return len(image) <= IMAGE_REFERENCE_MAX_LENGTH and bool(_IMAGE_REFERENCE_RE.match(image))

@@ -1,0 +1,451 @@
+"""Every docker SDK call of the IE API: ensure, get, list, delete, info.
+
+Ensure is idempotent and safe under concurrency:
+- one lock per container name in this process, so two PUTs of one name end with one container;
+- across processes, Docker's 409 on a taken name (or a network that vanished) makes the ensure
+  re-read and decide again;
+- one lock per service network, so a delete that removes the last container of a network
+  cannot remove it under a create that is about to join it.
+
+It never touches a container without our managed-by label: such a container is invisible to
+get/list, untouched by delete, and an ensure of its name is a 409.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import docker
+import docker.errors
+import docker.tls
+
+from ieapi import observe
+from ieapi.contract import (
+    LABEL_MANAGED,
+    LABEL_SERVICE,
+    LABEL_SPEC_HASH,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    IEInfo,
+    PullProgress,
+)
+from ieapi.desired import DesiredContainer, plan
+from ieapi.errors import ConflictError, DockerError, docker_errors, from_api_error
+from ieapi.pulls import PullManager, PullPhase, PullView, pull_key
+from ieapi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 5
+_RETRY_PAUSE_SECONDS = 0.05
+
+
+class Outcome(StrEnum):
+    """How an ensure ended."""
+
+    UNCHANGED = "unchanged"
+    CREATED = "created"
+    PULLING = "pulling"
+    PULL_FAILED = "pullFailed"
+
+    @property
+    def http_status(self) -> int:
+        """201 created/replaced, 202 image pulling, else 200 (a failed pull is a reported
+        state of the ensure, not an error of the request: retried after the failure TTL)."""
+        return {Outcome.CREATED: 201, Outcome.PULLING: 202}.get(self, 200)
+
+
+@dataclass(frozen=True)
+class Ensured:
+    status: ContainerStatus
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A name whose ensure waits for an image: GET reports it, DELETE forgets it."""
+
+    image: str
+    spec_hash: str
+    auth_key: str
+    is_job: bool
+    warnings: tuple[str, ...]
+    auth: dict[str, str] | None
+
+
+class _DecideAgainError(Exception):
+    """The world changed under an ensure (another process raced us): decide again."""
+
+
+def _created_key(created: object) -> tuple[str, str]:
+    """Docker's RFC 3339 timestamp as a sortable key (its fraction has a variable length)."""
+    text = str(created or "")
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    return whole, fraction.ljust(9, "0")
+
+
+class KeyedLocks:
+    """One lock per key, created on demand and dropped when nobody holds a reference."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+            weakref.WeakValueDictionary())
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = threading.Lock()
+                self._locks[key] = lock
+        with lock:
+            yield
+
+
+def make_client(settings: Settings) -> docker.DockerClient:
+    """A docker SDK client for the configured engine, immune to proxy/CA environment."""
+    tls: docker.tls.TLSConfig | bool = False
+    if settings.docker_tls_verify or settings.docker_cert_path is not None:
+        cert_dir = settings.docker_cert_path
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(cert_dir / "cert.pem"), str(cert_dir / "key.pem"))
+            if cert_dir else None,
+            ca_cert=str(cert_dir / "ca.pem") if cert_dir and settings.docker_tls_verify else None,
+            verify=settings.docker_tls_verify)
+    with docker_errors():
+        client = docker.DockerClient(
+            base_url=settings.docker_host, version=settings.docker_api_version,
+            timeout=settings.docker_timeout_seconds, tls=tls)
+    # Otherwise REQUESTS_CA_BUNDLE would override the engine's CA, and HTTP(S)_PROXY apply.
+    client.api.trust_env = False
+    return client
+
+
+class Engine:
+    """The IE's containers as the IE API sees them."""
+
+    def __init__(self, settings: Settings, client: docker.DockerClient | None = None,
+                 pulls: PullManager | None = None) -> None:
+        self._settings = settings
+        self._client = client or make_client(settings)
+        self._api: docker.APIClient = self._client.api
+        self._prefix = settings.container_prefix
+        self._managed_filter = {"label": f"{LABEL_MANAGED}={settings.managed_by}"}
+        self.pulls = pulls or PullManager(
+            self._api, failure_ttl=settings.pull_failure_ttl_seconds)
+        self._pending: dict[str, _Pending] = {}
+        self._pending_lock = threading.Lock()
+        self._name_locks = KeyedLocks()
+        self._network_locks = KeyedLocks()
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ----------------------------------------------------------------------- queries
+
+    def info(self) -> IEInfo:
+        with docker_errors():
+            info = self._api.info()
+            version = self._api.version()
+            managed = len(self._api.containers(all=True, filters=self._managed_filter))
+        return IEInfo(
+            ie_id=self._settings.ie_id,
+            hostname=self._settings.hostname,
+            docker_version=str(version.get("Version", "")),
+            docker_api_version=str(version.get("ApiVersion", "")),
+            os=str(info.get("OperatingSystem") or info.get("OSType") or ""),
+            architecture=str(info.get("Architecture", "")),
+            cpus=int(info.get("NCPU", 0)),
+            memory_bytes=int(info.get("MemTotal", 0)),
+            managed_containers=managed,
+            allow_privileged=self._settings.allow_privileged,
+        )
+
+    def get(self, name: str) -> ContainerStatus | None:
+        """The status of `name`, None when there is neither a managed container nor a pull."""
+        with docker_errors():
+            attrs = self._inspect_managed(self._container_name(name))
+        pending = self._pending_of(name)
+        if pending is not None:
+            return self._pending_status(name, pending, attrs)
+        if attrs is None:
+            return None
+        return observe.status_from_inspect(attrs, self._prefix)
+
+    def list_containers(self) -> list[ContainerStatus]:
+        """Every managed container, plus names waiting for an image."""
+        statuses: dict[str, ContainerStatus] = {}
+        with docker_errors():
+            for summary in self._api.containers(all=True, filters=self._managed_filter):
+                try:
+                    attrs = self._api.inspect_container(summary["Id"])
+                except docker.errors.NotFound:
+                    continue  # removed between list and inspect
+                status = observe.status_from_inspect(attrs, self._prefix)
+                statuses[status.name] = status
+        with self._pending_lock:
+            pending = dict(self._pending)
+        for name, entry in pending.items():
+            statuses[name] = self._pending_status(name, entry, None)
+        return [statuses[name] for name in sorted(statuses)]
+
+    # ----------------------------------------------------------------------- ensure
+
+    def ensure(self, name: str, spec: ContainerSpec) -> Ensured:
+        """Make the container `name` match `spec` (see the module docstring)."""
+        desired = plan(name, spec, self._settings)
+        with self._name_locks.hold(name), docker_errors():
+            for attempt in range(_ATTEMPTS):
+                try:
+                    return self._ensure_once(desired)
+                except _DecideAgainError as retry:
+                    log.info("ensure %s: %s; deciding again", name, retry)
+                    # Docker reserves a name before the container can be inspected: give the
+                    # other creator a moment to finish.
+                    time.sleep(_RETRY_PAUSE_SECONDS * 2**attempt)
+        # Temporary (5xx): the race settles by itself; the next ensure will find it settled.
+        raise DockerError(f"container {desired.container_name} kept changing during the ensure")
+
+    def _ensure_once(self, desired: DesiredContainer) -> Ensured:
+        current = self._inspect(desired.container_name)
+        if current is not None and not observe.is_managed(current, self._settings.managed_by):
+            raise ConflictError(f"a container named {desired.container_name} exists and is not "
+                                "managed by this IE API; it is left alone", field="name")
+        if (current is not None and self._same_spec(current, desired)
+                and observe.state_of(current) is not ContainerState.DEAD):
+            self._forget_pending(desired.name)
+            return Ensured(self._keep(current, desired), Outcome.UNCHANGED)
+        pull = self._missing_image(desired)
+        if pull is not None:
+            pending = self._pending_of(desired.name)
+            outcome = Outcome.PULL_FAILED if pull.phase is PullPhase.FAILED else Outcome.PULLING
+            assert pending is not None
+            return Ensured(self._pending_status(desired.name, pending, current, pull), outcome)
+        if current is not None:
+            self._remove(current, keep_network=desired.network)
+        container_id = self._create_and_start(desired)
+        self._forget_pending(desired.name)
+        attrs = self._api.inspect_container(container_id)
+        return Ensured(observe.status_from_inspect(attrs, self._prefix, desired.warnings),
+                       Outcome.CREATED)
+
+    @staticmethod
+    def _same_spec(attrs: dict[str, Any], desired: DesiredContainer) -> bool:
+        return observe.labels_of(attrs).get(LABEL_SPEC_HASH) == desired.spec_hash
+
+    def _keep(self, attrs: dict[str, Any], desired: DesiredContainer) -> ContainerStatus:
+        """The existing container, started again when it should run but does not."""
+        state = observe.state_of(attrs)
+        should_start = state is ContainerState.CREATED or (
+            state is ContainerState.EXITED and not desired.is_job)
+        if should_start:
+            self._api.start(attrs["Id"])  # a port taken meanwhile → PortInUseError; container kept
+            attrs = self._api.inspect_container(attrs["Id"])
+        return observe.status_from_inspect(attrs, self._prefix, desired.warnings)
+
+    def _missing_image(self, desired: DesiredContainer) -> PullView | None:
+        """None when the image is here; else the state of its background pull."""
+        try:
+            self._api.inspect_image(desired.image)
+            return None
+        except docker.errors.ImageNotFound:
+            pass
+        auth_key = pull_key(desired.image, desired.auth)[1]
+        previous = self._pending_of(desired.name)
+        # Same spec and credentials as the failure we reported: wait out the failure TTL.
+        retry = previous is None or (previous.spec_hash, previous.auth_key, previous.image) != (
+            desired.spec_hash, auth_key, desired.image)
+        view = self.pulls.request(desired.image, desired.auth, retry_failed=retry)
+        with self._pending_lock:
+            self._pending[desired.name] = _Pending(
+                image=desired.image, spec_hash=desired.spec_hash, auth_key=auth_key,
+                is_job=desired.is_job, warnings=tuple(desired.warnings), auth=desired.auth)
+        if view.phase is PullPhase.DONE:
+            raise _DecideAgainError("image pull just finished")
+        return view
+
+    def _create_and_start(self, desired: DesiredContainer) -> str:
+        network = desired.network
+        with self._network_locks.hold(network) if network else contextlib.nullcontext():
+            network_ref = None
+            if network:
+                network_ref = self._ensure_network(network, desired.labels.get(LABEL_SERVICE, ""))
+            container_id = self._create(desired, network_ref)
+            try:
+                self._api.start(container_id)
+            except docker.errors.APIError as exc:
+                # Leave nothing half-made: a container that cannot start is removed.
+                with contextlib.suppress(docker.errors.APIError):
+                    self._api.remove_container(container_id, force=True, v=True)
+                raise from_api_error(exc) from exc
+        log.info("created %s (%s) from %s", desired.container_name, container_id[:12],
+                 desired.image)
+        return container_id
+
+    def _create(self, desired: DesiredContainer, network_ref: str | None) -> str:
+        """Create (not start) the container; `network_ref` names or identifies its network."""
+        api = self._api
+        host_config = api.create_host_config(
+            port_bindings=desired.port_bindings or None,
+            restart_policy=desired.restart_policy,
+            privileged=desired.privileged,
+            init=desired.init or None,
+            network_mode=network_ref,
+        )
+        networking_config = None
+        if network_ref:
+            networking_config = api.create_networking_config({
+                network_ref: api.create_endpoint_config(aliases=desired.aliases or None)})
+        exposed = [tuple(key.split("/")) for key in desired.port_bindings] or None
+        try:
+            created = api.create_container(
+                image=desired.image, command=desired.command, name=desired.container_name,
+                environment=desired.environment, labels=desired.labels, ports=exposed,
+                host_config=host_config, networking_config=networking_config,
+                detach=True, use_config_proxy=False)
+        except docker.errors.ImageNotFound as exc:
+            raise _DecideAgainError("image vanished before the create") from exc
+        except docker.errors.NotFound as exc:
+            raise _DecideAgainError(f"network vanished: {exc.explanation}") from exc
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise _DecideAgainError("another process created the same name") from exc
+            raise
+        return str(created["Id"])
+
+    def _ensure_network(self, network: str, service: str) -> str:
+        """The service network, created on demand; returns what a container should join.
+
+        Docker's duplicate-name check is best effort, so two processes racing may both create
+        it. Everyone then agrees on the oldest one and the loser removes its own, still empty,
+        network. The answer is always an ID: a name may be ambiguous for a moment."""
+        existing = self._find_networks(network, managed_only=False)
+        if not existing:
+            try:
+                self._api.create_network(
+                    network, driver="bridge", check_duplicate=True,
+                    labels={LABEL_MANAGED: self._settings.managed_by, LABEL_SERVICE: service})
+                log.info("created network %s", network)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another process made it just now
+                    raise
+            existing = self._find_networks(network, managed_only=False)
+        if not existing:
+            raise _DecideAgainError(f"network {network} vanished right after its creation")
+        winner = min(existing, key=lambda net: (_created_key(net.get("Created")), net["Id"]))
+        for net in existing:
+            ours = (net.get("Labels") or {}).get(LABEL_MANAGED) == self._settings.managed_by
+            if net is not winner and ours:
+                with contextlib.suppress(docker.errors.APIError):
+                    self._api.remove_network(net["Id"])
+        return str(winner["Id"])
+
+    # ----------------------------------------------------------------------- delete
+
+    def delete(self, name: str) -> bool:
+        """Remove `name`; False when there was nothing of ours to remove (still a success)."""
+        with self._name_locks.hold(name), docker_errors():
+            forgotten = self._forget_pending(name)
+            attrs = self._inspect_managed(self._container_name(name))
+            if attrs is None:
+                return forgotten
+            self._remove(attrs)
+            return True
+
+    def _remove(self, attrs: dict[str, Any], keep_network: str | None = None) -> None:
+        """Stop gracefully, remove, and drop its service network if it was the last user."""
+        network = observe.network_of(attrs)
+        managed_network = network if network and network.startswith(
+            f"{self._prefix}-net-") else None
+        lock = (self._network_locks.hold(managed_network) if managed_network
+                else contextlib.nullcontext())
+        with lock:
+            try:
+                self._api.stop(attrs["Id"], timeout=self._settings.stop_timeout_seconds)
+                self._api.remove_container(attrs["Id"], force=True, v=True)
+            except docker.errors.NotFound:
+                pass  # already gone: the goal is reached
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: removal already in progress elsewhere
+                    raise
+            log.info("removed %s (%s)", attrs.get("Name", "").lstrip("/"), attrs["Id"][:12])
+            if managed_network and managed_network != keep_network:
+                self._drop_network_if_unused(managed_network)
+
+    def _drop_network_if_unused(self, network: str) -> None:
+        for net in self._find_networks(network, managed_only=True):
+            users = self._api.containers(all=True, filters={"network": net["Id"]})
+            if users:
+                continue
+            try:
+                self._api.remove_network(net["Id"])
+                log.info("removed network %s", network)
+            except docker.errors.APIError as exc:
+                # Gone already, or joined meanwhile by a container of another process.
+                log.info("network %s kept: %s", network, exc.explanation)
+
+    # ----------------------------------------------------------------------- helpers
+
+    def _container_name(self, name: str) -> str:
+        return f"{self._prefix}-{name}"
+
+    def _inspect(self, container_name: str) -> dict[str, Any] | None:
+        try:
+            attrs: dict[str, Any] = self._api.inspect_container(container_name)
+        except docker.errors.NotFound:
+            return None
+        # Docker also resolves IDs and ID prefixes: only an exact name is this container.
+        if str(attrs.get("Name", "")).lstrip("/") != container_name:
+            return None
+        return attrs
+
+    def _inspect_managed(self, container_name: str) -> dict[str, Any] | None:
+        attrs = self._inspect(container_name)
+        if attrs is None or not observe.is_managed(attrs, self._settings.managed_by):
+            return None
+        return attrs
+
+    def _find_networks(self, network: str, *, managed_only: bool) -> list[dict[str, Any]]:
+        filters = self._managed_filter if managed_only else None
+        nets: list[dict[str, Any]] = self._api.networks(names=[network], filters=filters)
+        return [net for net in nets if net.get("Name") == network]  # `names` matches substrings
+
+    def _pending_of(self, name: str) -> _Pending | None:
+        with self._pending_lock:
+            return self._pending.get(name)
+
+    def _forget_pending(self, name: str) -> bool:
+        with self._pending_lock:
+            return self._pending.pop(name, None) is not None
+
+    def _pending_status(self, name: str, pending: _Pending, attrs: dict[str, Any] | None,
+                        view: PullView | None = None) -> ContainerStatus:
+        view = view or self.pulls.view(pending.image, pending.auth)
+        warnings = list(pending.warnings)
+        if attrs is not None:
+            warnings.append(f"container {attrs['Id'][:12]} of the previous spec keeps running "
+                            "until the new image is here")
+        if view is None:
+            progress = PullProgress(message="no pull running: the next ensure creates the "
+                                            "container or pulls again")
+            state, error = ContainerState.PULLING, None
+        else:
+            progress = view.progress
+            failed = view.phase is PullPhase.FAILED
+            state = ContainerState.PULL_FAILED if failed else ContainerState.PULLING
+            error = view.error if failed else None
+        return ContainerStatus(
+            name=name, state=state, image=pending.image, spec_hash=pending.spec_hash,
+            error=error, pull=progress, warnings=warnings, is_job=pending.is_job,
+            id=attrs["Id"] if attrs is not None else None)
+

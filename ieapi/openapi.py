@@ -1,0 +1,166 @@
+"""The OpenAPI 3.1 document of the IE API, generated from the contract models.
+
+Generated rather than hand-written so it cannot drift from what the server validates: the
+request schema is pydantic's *validation* schema of `ContainerSpec` (unknown fields rejected),
+responses use the *serialization* schemas. OpenAPI 3.1 because its schemas are JSON Schema
+2020-12, which is what pydantic emits (`anyOf [..., null]` for optional fields).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from ieapi.contract import (
+    API_VERSION,
+    CONTAINER_NAME_PATTERN,
+    ENV_KEY_PATTERN,
+    IMAGE_REFERENCE_MAX_LENGTH,
+    IMAGE_REFERENCE_PATTERN,
+    NO_NUL_PATTERN,
+    ContainerList,
+    ContainerSpec,
+    ContainerStatus,
+    DeleteResult,
+    ErrorBody,
+    IEInfo,
+)
+
+_REF = "#/components/schemas/{model}"
+_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (ContainerSpec, "validation"),
+    (ContainerStatus, "serialization"),
+    (ContainerList, "serialization"),
+    (DeleteResult, "serialization"),
+    (IEInfo, "serialization"),
+    (ErrorBody, "serialization"),
+]
+
+
+def _json(schema_ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": schema_ref}}}
+
+
+def _answer(description: str, model: str = "ErrorBody") -> dict[str, Any]:
+    return {"description": description, "content": _json(_REF.format(model=model))}
+
+
+_ERRORS_COMMON = {
+    "401": _answer("Missing or wrong bearer token (Unauthorized)"),
+    "500": _answer("Internal error (a bug: please report it)"),
+    "502": _answer("Docker refused for a reason outside the request (DockerError)"),
+    "503": _answer("Docker Engine unreachable (DockerUnavailable); retry later"),
+}
+_NAME_ERRORS = {"400": _answer("Invalid container name (field `name`)")}
+
+_STATUS_OK = "ContainerStatus"
+
+
+def _paths() -> dict[str, Any]:
+    name_param = {
+        "name": "name", "in": "path", "required": True,
+        "description": "Container name on the IE without the IE's prefix: "
+                       "`<namespace>.<scd name>`",
+        "schema": {"type": "string", "pattern": CONTAINER_NAME_PATTERN},
+    }
+    public: list[dict[str, list[str]]] = []
+    return {
+        "/healthz": {"get": {
+            "operationId": "healthz", "summary": "Liveness (no auth, no Docker call)",
+            "security": public,
+            "responses": {"200": {"description": "Alive", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {"status": {"const": "ok"}},
+                           "required": ["status"]}}}}},
+        }},
+        "/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document (no auth)", "security": public,
+            "responses": {"200": {"description": "OpenAPI 3.1 document",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object"}}}}},
+        }},
+        f"/{API_VERSION}/info": {"get": {
+            "operationId": "getInfo", "summary": "Identity and slow-changing facts of the IE",
+            "responses": {"200": _answer("IE facts", "IEInfo"), **_ERRORS_COMMON},
+        }},
+        f"/{API_VERSION}/containers": {"get": {
+            "operationId": "listContainers",
+            "summary": "Managed containers (and names waiting for their image)",
+            "responses": {"200": _answer("Managed containers", "ContainerList"),
+                          **_ERRORS_COMMON},
+        }},
+        f"/{API_VERSION}/containers/{{name}}": {
+            "parameters": [name_param],
+            "put": {
+                "operationId": "ensureContainer",
+                "summary": "Ensure the container matches the spec (idempotent)",
+                "requestBody": {"required": True, "content": _json(
+                    _REF.format(model="ContainerSpec"))},
+                "responses": {
+                    "200": _answer("Existed with the same spec (started again if a stopped "
+                                   "non-job), or the image pull failed (state pullFailed)",
+                                   _STATUS_OK),
+                    "201": _answer("Created, or replaced after a spec change", _STATUS_OK),
+                    "202": _answer("Image being pulled in the background (state pulling)",
+                                   _STATUS_OK),
+                    "400": _answer("Invalid body or name; `field` names the culprit"),
+                    "403": _answer("Privileged container not allowed (PrivilegedNotAllowed)"),
+                    "409": _answer("Host port in use (PortInUse) or name taken by a container "
+                                   "this API does not manage (Conflict)"),
+                    "413": _answer("Body too large (PayloadTooLarge)"),
+                    **_ERRORS_COMMON,
+                },
+            },
+            "get": {
+                "operationId": "getContainer", "summary": "Observed state of one container",
+                "responses": {"200": _answer("Observed state", _STATUS_OK),
+                              "404": _answer("No such managed container (NotFound)"),
+                              **_NAME_ERRORS, **_ERRORS_COMMON},
+            },
+            "delete": {
+                "operationId": "deleteContainer",
+                "summary": "Remove the container; absent is success; cancels a pending create",
+                "responses": {"200": _answer("Removed, or nothing to remove", "DeleteResult"),
+                              **_NAME_ERRORS, **_ERRORS_COMMON},
+            },
+        },
+    }
+
+
+def _with_server_rules(schemas: dict[str, Any]) -> dict[str, Any]:
+    """Add the rules the server checks beyond the models (ieapi.desired.plan), so that a
+    request valid by this document is one the server accepts."""
+    spec = schemas["ContainerSpec"]["properties"]
+    spec["image"].update(pattern=IMAGE_REFERENCE_PATTERN, maxLength=IMAGE_REFERENCE_MAX_LENGTH)
+    schemas["KeyValue"]["properties"]["key"]["pattern"] = ENV_KEY_PATTERN
+    schemas["KeyValue"]["properties"]["value"]["pattern"] = NO_NUL_PATTERN
+    cli = schemas["CliArg"]["properties"]
+    cli["key"]["pattern"] = NO_NUL_PATTERN
+    for option in cli["value"].get("anyOf", []):
+        if option.get("type") == "string":
+            option["pattern"] = NO_NUL_PATTERN
+    return schemas
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once; the contract does not change at run time)."""
+    _, schemas = models_json_schema(_MODELS, ref_template=_REF)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "LLO Docker: IE Docker API",
+            "version": API_VERSION,
+            "description": "Authenticated REST service over the Docker Engine of one aerOS "
+                           "Infrastructure Element. Errors: `{\"error\": {\"code\", \"message\", "
+                           "\"field\"}}`.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": _with_server_rules(schemas.get("$defs", {})),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }

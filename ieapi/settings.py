@@ -1,0 +1,133 @@
+"""Typed settings of the IE Docker API, read from the environment once at start.
+
+Every variable is documented in `ENV_HELP` (printed by `python -m ieapi --help`). The API refuses
+to start without a token unless `IEAPI_INSECURE_NO_AUTH=true` says so explicitly: an open
+Docker API on a network is root on the IE.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# dockerd 20.10 speaks at most 1.41, and every newer daemon still accepts it.
+DEFAULT_DOCKER_API_VERSION = "1.41"
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a startable IE API; the message says why."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    insecure_no_auth: bool = False
+    ie_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    hostname: str = Field(default_factory=socket.gethostname, min_length=1)
+    instance_id: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="Value of the managed-by label; defaults to ie_id")
+    container_prefix: str = Field(default="llo", pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,39}$")
+    allow_privileged: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    docker_host: str = DEFAULT_DOCKER_HOST
+    docker_api_version: str = DEFAULT_DOCKER_API_VERSION
+    docker_tls_verify: bool = False
+    docker_cert_path: Path | None = None
+    docker_timeout_seconds: float = Field(default=30.0, gt=0)
+    stop_timeout_seconds: int = Field(default=10, ge=0)
+    pull_failure_ttl_seconds: float = Field(default=300.0, ge=0)
+    container_init: bool = Field(
+        default=True, description="Run an init as PID 1 so SIGTERM stops any workload quickly "
+        "and zombies are reaped")
+
+    @property
+    def managed_by(self) -> str:
+        """The label value that marks a container as ours."""
+        return self.instance_id or self.ie_id
+
+    def check_startable(self) -> None:
+        """Raise SettingsError unless authentication is configured or explicitly waived."""
+        if self.token is not None and self.token_file is not None:
+            raise SettingsError("set only one of IEAPI_TOKEN and IEAPI_TOKEN_FILE")
+        if self.token is None and self.token_file is None and not self.insecure_no_auth:
+            raise SettingsError(
+                "no token: set IEAPI_TOKEN or IEAPI_TOKEN_FILE, or IEAPI_INSECURE_NO_AUTH=true "
+                "to run without authentication (only on a trusted, isolated network)")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise SettingsError("IEAPI_TOKEN is empty")
+        if self.token_file is not None:
+            try:
+                content = self.token_file.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"IEAPI_TOKEN_FILE unreadable: {exc}") from exc
+            if not content:
+                raise SettingsError(f"IEAPI_TOKEN_FILE {self.token_file} is empty")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from `env` (default: os.environ); empty variables count as unset."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field_name, variable in ENV_VARIABLES.items():
+            raw = source.get(variable, "").strip()
+            if raw:
+                values[field_name] = raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_VARIABLES.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
+                for err in exc.errors())
+            raise SettingsError(problems) from exc
+
+
+ENV_VARIABLES: dict[str, str] = {
+    "token": "IEAPI_TOKEN",
+    "token_file": "IEAPI_TOKEN_FILE",
+    "insecure_no_auth": "IEAPI_INSECURE_NO_AUTH",
+    "ie_id": "IEAPI_IE_ID",
+    "hostname": "IEAPI_HOSTNAME",
+    "instance_id": "IEAPI_INSTANCE_ID",
+    "container_prefix": "IEAPI_CONTAINER_PREFIX",
+    "allow_privileged": "IEAPI_ALLOW_PRIVILEGED",
+    "max_body_bytes": "IEAPI_MAX_BODY_BYTES",
+    "docker_host": "DOCKER_HOST",
+    "docker_api_version": "IEAPI_DOCKER_API_VERSION",
+    "docker_tls_verify": "DOCKER_TLS_VERIFY",
+    "docker_cert_path": "DOCKER_CERT_PATH",
+    "docker_timeout_seconds": "IEAPI_DOCKER_TIMEOUT_SECONDS",
+    "stop_timeout_seconds": "IEAPI_STOP_TIMEOUT_SECONDS",
+    "pull_failure_ttl_seconds": "IEAPI_PULL_FAILURE_TTL_SECONDS",
+    "container_init": "IEAPI_CONTAINER_INIT",
+}
+
+ENV_HELP = """\
+Environment (IE Docker API):
+  IEAPI_TOKEN                  bearer token clients must send
+  IEAPI_TOKEN_FILE             file holding the token; re-read when it changes (mounted secret)
+  IEAPI_INSECURE_NO_AUTH=true  run without a token (trusted, isolated networks only)
+  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name)
+  IEAPI_HOSTNAME               host name reported by /v1/info (default: the host name)
+  IEAPI_INSTANCE_ID            managed-by label value (default: IEAPI_IE_ID)
+  IEAPI_CONTAINER_PREFIX       container/network name prefix (default: llo)
+  IEAPI_ALLOW_PRIVILEGED=true  allow privileged containers (default: refused with 403)
+  IEAPI_MAX_BODY_BYTES         request body limit (default: 1048576)
+  DOCKER_HOST                  Docker Engine (default: unix:///var/run/docker.sock)
+  DOCKER_TLS_VERIFY, DOCKER_CERT_PATH   TLS to a tcp:// engine (ca.pem, cert.pem, key.pem)
+  IEAPI_DOCKER_API_VERSION     Engine API version (default: 1.41; "auto" negotiates)
+  IEAPI_DOCKER_TIMEOUT_SECONDS Docker call timeout (default: 30)
+  IEAPI_STOP_TIMEOUT_SECONDS   grace period before SIGKILL on removal (default: 10)
+  IEAPI_PULL_FAILURE_TTL_SECONDS  how long a failed pull is remembered (default: 300)
+  IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
+Server (gunicorn):
+  IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
+"""

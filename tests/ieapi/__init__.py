@@ -1,0 +1,1 @@
+"""Tests of the IE Docker API (ieapi)."""
