@@ -8,6 +8,14 @@ ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Offline builds (no package index): scripts/images/wheelhouse.sh fills build/wheels, then
+#   --build-arg PIP_NO_INDEX=1 --build-arg PIP_FIND_LINKS=/wheels
+# pip reads both from the environment; they exist in this build stage only. README.md is listed
+# so that this COPY has a source when build/wheels does not exist (the classic builder refuses a
+# COPY whose only pattern matches nothing); pip ignores it.
+ARG PIP_NO_INDEX
+ARG PIP_FIND_LINKS
+COPY README.md build/wheel[s] /wheels/
 # python3, not python: Debian-based images (scripts/images/base-image.sh) have no `python`.
 RUN python3 -m venv /opt/venv
 WORKDIR /src

@@ -20,9 +20,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if [ -f scripts/crdserver/build.sh ]; then
-  bash scripts/crdserver/build.sh
-fi
+# Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image
+# builds, and a wheelhouse so that `docker build` installs without a package index.
+bash scripts/crdserver/build.sh >/dev/null
+bash scripts/images/base-image.sh --rootfs-only >/dev/null
+bash scripts/images/wheelhouse.sh >/dev/null
 
 echo "== ruff";  ruff check .
 echo "== mypy";  mypy

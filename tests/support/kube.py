@@ -60,6 +60,7 @@ from tests.support.metacontroller import (
 JSON = dict[str, Any]
 FIELD_MANAGER = "llo-test-driver"
 WATCH_SECONDS = 30  # the server ends each watch after this long; the informer re-watches
+IDLE_POLL = 0.1  # longest wait for news before run_until re-checks its predicate
 
 
 class ApiError(HookError):
@@ -341,7 +342,10 @@ class KubeDriver(Driver):
         super()._promote_due()
 
     def _idle(self, when: float) -> None:
-        """Wait until ``when`` or until a watch event makes work due."""
+        """Wait until ``when``, until a watch event makes work due, or at most IDLE_POLL
+        seconds: ``run_until`` then re-checks its predicate, which may depend on something
+        outside the API server (a container, a ``kubectl delete`` still waiting)."""
+        when = min(when, time.time() + IDLE_POLL)
         while True:
             remaining = when - time.time()
             if remaining <= 0:

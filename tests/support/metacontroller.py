@@ -37,8 +37,10 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   finalizer (the source does this whichever hook answered); then the status: ``observedGeneration``
   is set on the returned status (``null`` → ``{}``), which replaces ``.status`` wholesale, written
   only when different. Every status write is an update event that queues another sync unless
-  ``parentResource.ignoreStatusChanges``. The object disappears once deleting and without
-  finalizers; a status write to a gone object is silently dropped.
+  ``parentResource.ignoreStatusChanges``, with which an update queues a sync only when the
+  generation, labels or annotations changed or a ``deletionTimestamp`` is set. The object
+  disappears once deleting and without finalizers; a status write to a gone object is
+  silently dropped.
 - A related object's add/update/delete resyncs every parent whose (cached or freshly fetched)
   customize answer selects it. As in Metacontroller, the informer for a related kind starts
   with the first customize answer naming it; its initial-list events and the "related
@@ -537,6 +539,7 @@ class HookCall:
     response: Any
     error: str | None
     at: float
+    seconds: float = 0.0  # real time the exchange took (hooks run in real time)
 
 
 @dataclass(frozen=True)
@@ -740,12 +743,9 @@ class Driver:
 
     def _notify(self, crd: CRD, key: ObjKey, old: JSON | None, new: JSON | None) -> None:
         for ctl in self.controllers.values():
-            if ctl.crd.kind == crd.kind:
-                status_only = (old is not None and new is not None
-                               and {k: v for k, v in old.items() if k != "status"}
-                               == {k: v for k, v in new.items() if k != "status"})
-                if not (ctl.ignore_status_changes and status_only):
-                    self._enqueue(ctl, key[1], key[2])
+            if ctl.crd.kind == crd.kind \
+                    and not (ctl.ignore_status_changes and _ignorable_update(old, new)):
+                self._enqueue(ctl, key[1], key[2])
         for obj in (o for o in (old, new) if o is not None):
             self._notify_related(obj)
 
@@ -813,10 +813,12 @@ class Driver:
             result = decode(content, hook.strict)
         except HookError as exc:
             self.hook_calls.append(HookCall(ctl.name, hook.name, hook.url, request, status_code,
-                                            text, str(exc), self.clock.now()))
+                                            text, str(exc), self.clock.now(),
+                                            time.monotonic() - started))
             raise
         self.hook_calls.append(HookCall(ctl.name, hook.name, hook.url, request, status_code,
-                                        text, None, self.clock.now()))
+                                        text, None, self.clock.now(),
+                                        time.monotonic() - started))
         return result
 
     def _customize(self, ctl: Controller, parent: JSON) -> list[JSON]:
@@ -1061,6 +1063,19 @@ class Driver:
     def controller_for(self, kind: str) -> Controller:
         crd = self._crd(kind)
         return next(c for c in self.controllers.values() if c.crd.kind == crd.kind)
+
+
+def _ignorable_update(old: JSON | None, new: JSON | None) -> bool:
+    """Metacontroller's updateParentObject with ignoreStatusChanges: an update is skipped when
+    generation, labels and annotations are unchanged and no deletionTimestamp is set (so a
+    status write, or a finalizer change alone, queues nothing)."""
+    if old is None or new is None:
+        return False
+    before, after = old["metadata"], new["metadata"]
+    return (before.get("generation") == after.get("generation")
+            and (before.get("labels") or {}) == (after.get("labels") or {})
+            and (before.get("annotations") or {}) == (after.get("annotations") or {})
+            and not after.get("deletionTimestamp"))
 
 
 def _drop_empty(meta: JSON) -> None:
