@@ -15,10 +15,11 @@ from hooks.settings import Settings
 class Pace(IntEnum):
     """How soon an object wants its next sync; the most urgent part of a status wins."""
 
-    CONVERGING = 0   # something is in motion (pull, start, intent just recorded)
-    ERROR = 1        # a temporary failure: backoff
-    STEADY = 2       # nothing to do but watch
-    PERMANENT = 3    # waiting for a spec or config change
+    INTENT = 0       # a new IE was just recorded in status; the calls happen on the next sync
+    CONVERGING = 1   # something is in motion (pull, start)
+    ERROR = 2        # a temporary failure: backoff
+    STEADY = 3       # nothing to do but watch
+    PERMANENT = 4    # waiting for a spec or config change
 
 
 def backoff(elapsed_seconds: float, settings: Settings) -> float:
@@ -28,7 +29,13 @@ def backoff(elapsed_seconds: float, settings: Settings) -> float:
 
 def seconds(pace: Pace, settings: Settings, *, error_elapsed: float = 0.0,
             steady: float | None = None) -> float:
-    """resyncAfterSeconds for `pace`; `error_elapsed` feeds the backoff."""
+    """resyncAfterSeconds for `pace`; `error_elapsed` feeds the backoff.
+
+    INTENT has its own short pace because the CompositeControllers ignore status-only updates
+    (`ignoreStatusChanges: true`): the sync that acts on a just-recorded intent comes only from
+    resyncAfterSeconds."""
+    if pace is Pace.INTENT:
+        return settings.resync_intent_seconds
     if pace is Pace.CONVERGING:
         return settings.resync_converging_seconds
     if pace is Pace.ERROR:

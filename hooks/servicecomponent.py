@@ -61,6 +61,9 @@ from ieapi.contract import (
     is_valid_container_name,
 )
 
+# Gate reasons that end a migration in flight (docs/migration.md): the target IE is leaving.
+TARGET_WITHDRAWN = frozenset({Reason.IE_TERMINATING, Reason.IE_NOT_FOUND})
+
 # Failures that say something about the IE (or our access to it) rather than the container.
 IE_FAILURES = frozenset({
     Reason.IE_UNREACHABLE, Reason.IE_ERROR, Reason.IE_UNAUTHORIZED, Reason.IE_TLS_ERROR,
@@ -234,6 +237,12 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
                 stage = Stage.PLACED_GATE_CLOSED
         else:
             if migration is not None and migration.ie != selected:  # changed again mid-way
+                abandon(migration)
+                migration = None
+            if migration is not None and g.reason in TARGET_WITHDRAWN:
+                # The target's DIE is going or gone before the new container started: give the
+                # move up (its container, if any, is deleted, which also lets a DIE held by its
+                # finalizer go); the old one keeps serving until selectedIE names a usable IE.
                 abandon(migration)
                 migration = None
             if migration is not None:
@@ -430,7 +439,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         return Assessment(Phase.DEPLOYING, Reason.PLACEMENT_RECORDED, msg, p, None, None, None,
                           None, (ConditionStatus.TRUE, g.reason, g.message),
                           (ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED, msg), None,
-                          Pace.CONVERGING, READY)
+                          Pace.INTENT, READY)
     if plan_.stage is Stage.PLACED_GATE_CLOSED:
         return Assessment(Phase.UNKNOWN, g.reason, g.message, p, None, None, UNKNOWN_CONTAINER,
                           None, gate_false, (ConditionStatus.UNKNOWN, g.reason, g.message),
@@ -452,7 +461,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         return Assessment(Phase.MIGRATING, Reason.MIGRATION_PENDING, moving, p, m, None,
                           old.container, None, (ConditionStatus.TRUE, g.reason, g.message),
                           old_ready, (ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          Pace.CONVERGING, MIGRATED)
+                          Pace.INTENT, MIGRATED)
     if plan_.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(Phase.MIGRATING, g.reason, msg, p, m, None, old.container, None,
@@ -465,7 +474,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         return Assessment(new.phase, new.reason, new.message, m, None, p, new.container,
                           new.pull, ie_cond(new), (new.ready, new.reason, new.message),
                           (ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          min(new.pace, Pace.CONVERGING), READY)
+                          Pace.INTENT, READY)  # the old container is a new cleanup
     msg = f"{moving}: {new.message}"
     return Assessment(Phase.MIGRATING, new.reason, msg, p, m, None, old.container, new.pull,
                       ie_cond(new), old_ready, (ConditionStatus.FALSE, new.reason, msg),
@@ -556,7 +565,7 @@ def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
     # work left (a permanent broker problem must not turn a failed job into a fast loop).
     resync = pace_seconds(a.pace, settings, error_elapsed=cs.elapsed(a.backoff_condition))
     for pace, type_ in ((cleanup_pace, CLEANED_UP), (b.pace, BROKER_SYNCED)):
-        if pace in (Pace.CONVERGING, Pace.ERROR):
+        if pace in (Pace.INTENT, Pace.CONVERGING, Pace.ERROR):
             resync = min(resync, pace_seconds(pace, settings, error_elapsed=cs.elapsed(type_)))
     return Outcome(status=status, resync_after_seconds=resync)
 

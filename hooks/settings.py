@@ -52,6 +52,10 @@ class Settings(BaseModel):
     broker_retries: int = Field(default=1, ge=0, le=5)
 
     # ---- resync (resyncAfterSeconds) and deletion
+    resync_intent_seconds: float = Field(
+        default=0.2, gt=0,
+        description="After recording a new IE in status (placement, migration target, "
+                    "cleanup): the next sync acts on it; status writes do not trigger syncs")
     resync_converging_seconds: float = Field(default=2.0, gt=0)
     resync_steady_seconds: float = Field(default=60.0, gt=0)
     resync_error_base_seconds: float = Field(default=5.0, gt=0)

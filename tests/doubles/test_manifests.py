@@ -384,7 +384,7 @@ def test_composite_controller_settings(name: str, resource: str, hooks: dict[str
     spec = doc["spec"]
     assert doc["apiVersion"] == "metacontroller.k8s.io/v1alpha1"
     assert spec["parentResource"] == {"apiVersion": resources.API_VERSION, "resource": resource,
-                                      "ignoreStatusChanges": False}
+                                      "ignoreStatusChanges": True}
     assert "childResources" not in spec
     assert spec["generateSelector"] is True
     assert spec["resyncPeriodSeconds"] > 0

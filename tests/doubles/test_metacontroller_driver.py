@@ -8,15 +8,18 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hooks.resources import DIE_RELATED_KEY
 from tests.support.metacontroller import (
     FINALIZER_PREFIX,
+    MANIFESTS_DIR,
     Driver,
     HotLoopError,
     InvalidError,
@@ -212,7 +215,19 @@ def test_customize_is_cached_per_uid_and_generation(hooks: FakeHooks, driver: Dr
     assert [b["parent"]["metadata"]["generation"] for b in customize] == [1, 2]
 
 
-def test_writes_status_only_when_it_differs(hooks: FakeHooks, driver: Driver) -> None:
+@pytest.fixture
+def status_driver(hooks: FakeHooks, tmp_path: Path) -> Iterator[Driver]:
+    """A driver whose controllers say ignoreStatusChanges: false (the project's say true)."""
+    for manifest in MANIFESTS_DIR.glob("compositecontroller-*.yaml"):
+        doc = yaml.safe_load(manifest.read_text())
+        doc["spec"]["parentResource"]["ignoreStatusChanges"] = False
+        (tmp_path / manifest.name).write_text(yaml.safe_dump(doc))
+    with Driver(hooks.url, clock=SimulatedClock(1_700_000_000.0), manifests_dir=tmp_path) as d:
+        yield d
+
+
+def test_writes_status_only_when_it_differs(hooks: FakeHooks, status_driver: Driver) -> None:
+    driver = status_driver
     driver.apply(die())
     driver.apply(scd())
     driver.run_until_steady()
@@ -225,13 +240,39 @@ def test_writes_status_only_when_it_differs(hooks: FakeHooks, driver: Driver) ->
     assert len([w for w in driver.status_writes if w.kind == "ServiceComponentDocker"]) == 1
 
 
-def test_status_that_always_changes_is_a_hot_loop(hooks: FakeHooks, driver: Driver) -> None:
+def test_status_that_always_changes_is_a_hot_loop(hooks: FakeHooks,
+                                                  status_driver: Driver) -> None:
+    counter = iter(range(10_000))
+    hooks.scripts["/scd/sync"] = lambda b: (200, {"status": {"message": str(next(counter))}})
+    status_driver.apply(die())
+    status_driver.apply(scd())
+    with pytest.raises(HotLoopError):
+        status_driver.run_until_steady(max_steps=50)
+
+
+def test_ignore_status_changes_true(hooks: FakeHooks, driver: Driver) -> None:
+    """The project's manifests: a status write (or a finalizer added) queues nothing; a new
+    generation, a label or annotation change, or a deletion does (Metacontroller's
+    updateParentObject)."""
+    assert driver.controller_for("scd").ignore_status_changes
     counter = iter(range(10_000))
     hooks.scripts["/scd/sync"] = lambda b: (200, {"status": {"message": str(next(counter))}})
     driver.apply(die())
     driver.apply(scd())
-    with pytest.raises(HotLoopError):
-        driver.run_until_steady(max_steps=50)
+    assert driver.run_until_steady() == 2  # the DIE's sync and the SCD's; no echo of writes
+    assert len(hooks.bodies("/scd/sync")) == 1
+    for change in (scd(labels={"x": "1"}), scd(image="busybox:2")):
+        driver.apply(change)
+        driver.run_until_steady()
+    annotated = scd(image="busybox:2", labels={"x": "1"})
+    annotated["metadata"]["annotations"] = {"a": "b"}
+    driver.apply(annotated)
+    driver.run_until_steady()
+    assert len(hooks.bodies("/scd/sync")) == 4
+    driver.delete("scd", "svc-a", "default")
+    driver.run_until_steady()
+    assert len(hooks.bodies("/scd/finalize")) == 1
+    assert driver.get("scd", "svc-a", "default") is None
 
 
 def test_resync_after_seconds(hooks: FakeHooks, driver: Driver) -> None:

@@ -143,7 +143,7 @@ def test_scd_lifecycle_through_the_routes(client: FlaskClient, orion: OrionDoubl
     first = post(client, "/scd/sync", sync_body(scd, die))
     assert first["status"]["placement"]["ie"] == "ie-a"
     assert fake.containers == {}  # intent only: nothing created before the status names the IE
-    assert first["resyncAfterSeconds"] == 2.0
+    assert first["resyncAfterSeconds"] == 0.2  # intent: act on it soon (LLO_RESYNC_INTENT_SECONDS)
     scd["status"] = first["status"]
 
     clock.tick(2)
