@@ -11,10 +11,13 @@ hash=$(sha256sum pyproject.toml | cut -c1-16)
 stamp="$VENV/.llo-installed-$hash-${extras//,/_}"
 if [ ! -f "$stamp" ]; then
   find "$VENV" -maxdepth 1 -name '.llo-installed-*' ! -name ".llo-installed-$hash-*" -delete
-  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -m pip install -q -e ".[$extras]" 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c "import hooks, flask, gunicorn, requests, pydantic, yaml" \
-    || { echo "venv install failed" >&2; exit 1; }
+  echo "installing the project into $VENV (extras: $extras)" >&2
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip \
+         && "$VENV/bin/python" -m pip install -q -e ".[$extras]"; } >"$VENV/pip.log" 2>&1; then
+    cat "$VENV/pip.log" >&2
+    echo "venv: pip install failed (log above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
