@@ -64,7 +64,10 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
 
 @bp.before_request
 def _authenticate() -> Response | None:
-    """Optional shared secret (LLO_HOOK_SECRET_FILE): `Authorization: Bearer <secret>`."""
+    """Optional shared secret (LLO_HOOK_SECRET_FILE): `Authorization: Bearer <secret>`, or
+    HTTP Basic with the secret as password. Metacontroller cannot add headers to its webhook
+    calls, but Go's HTTP client turns a URL's userinfo (`http://llo:<secret>@host/scd/sync`)
+    into a Basic header and strips the password from its error messages and events."""
     secret = _ctx().secret
     if secret is None or request.endpoint == "hooks.healthz":
         return None
@@ -73,10 +76,18 @@ def _authenticate() -> Response | None:
         log.error("LLO_HOOK_SECRET_FILE %s is missing or empty: refusing hook calls",
                   secret.path)
         return _error(401, "Unauthorized", "hook secret not available")
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-        return _error(401, "Unauthorized", "missing or wrong bearer token")
+    if not _presents(expected):
+        return _error(401, "Unauthorized", "missing or wrong hook secret")
     return None
+
+
+def _presents(expected: str) -> bool:
+    """The request carries `expected` as a Bearer token or as a Basic password."""
+    given = request.headers.get("Authorization", "")
+    bearer = hmac.compare_digest(given.encode(), f"Bearer {expected}".encode())
+    basic = request.authorization
+    password = (basic.password or "") if basic is not None and basic.type == "basic" else ""
+    return bearer | hmac.compare_digest(password.encode(), expected.encode())
 
 
 @bp.app_errorhandler(HTTPException)
@@ -90,7 +101,10 @@ def healthz() -> Response:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = request.get_json(force=True, silent=True)
+    except RecursionError:  # `silent` covers ValueError only; ~1000 nested arrays reach here
+        raise BadHookRequestError("body", "JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise BadHookRequestError("body", "expected a JSON object")
     parent = body.get("parent")

@@ -15,7 +15,7 @@ import requests
 from pydantic import BaseModel, ValidationError
 
 from hooks.errors import HookError, PermanentError, TemporaryError
-from hooks.http import Deadline, pooled_session, send
+from hooks.http import Deadline, Suspects, pooled_session, send
 from hooks.reasons import Reason
 from hooks.resources import DIE, Placement
 from hooks.settings import Settings
@@ -79,6 +79,8 @@ class IEClient:
         self.session = session or pooled_session(settings.ie_pool_hosts,
                                                  settings.ie_pool_per_host)
         self.tokens = tokens or TokenDir(settings.ie_token_dir)
+        # IEs that stopped answering: one call retries them, concurrent ones fail at once.
+        self.suspects = Suspects()
 
     # ------------------------------------------------------------------ calls
 
@@ -142,7 +144,7 @@ class IEClient:
                         read_timeout=s.ie_read_timeout_seconds, retries=s.ie_retries,
                         unreachable=Reason.IE_UNREACHABLE, tls_failure=Reason.IE_TLS_ERROR,
                         retry_statuses=(503,), what=what, headers=self._headers(ep),
-                        verify=self._verify(ep), **kwargs)
+                        verify=self._verify(ep), suspects=self.suspects, **kwargs)
         if response.status_code < 400 or response.status_code in allow:
             return response
         with response:

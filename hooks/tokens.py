@@ -17,7 +17,7 @@ _TOKEN_KEY_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,252}$")
 
 
 def is_valid_token_key(key: str) -> bool:
-    return bool(_TOKEN_KEY_RE.match(key))
+    return bool(_TOKEN_KEY_RE.fullmatch(key))  # not `match`: `$` accepts a final newline
 
 
 class SecretFile:

@@ -51,7 +51,7 @@ ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)
 
 def is_valid_container_name(name: str) -> bool:
     """True when Docker would accept `name` (after the IE's prefix) as a container name."""
-    return bool(_CONTAINER_NAME_RE.match(name))
+    return bool(_CONTAINER_NAME_RE.fullmatch(name))  # `$` alone would accept a final "\n"
 
 
 class _Wire(BaseModel):
@@ -325,4 +325,4 @@ NO_NUL_PATTERN = r"^[^\u0000]*$"
 
 def is_valid_image_reference(image: str) -> bool:
     """True when Docker would parse `image` as a reference (checked before calling Docker)."""
-    return len(image) <= IMAGE_REFERENCE_MAX_LENGTH and bool(_IMAGE_REFERENCE_RE.match(image))
+    return len(image) <= IMAGE_REFERENCE_MAX_LENGTH and bool(_IMAGE_REFERENCE_RE.fullmatch(image))

@@ -276,18 +276,22 @@ class Engine:
 
     def _create_and_start(self, desired: DesiredContainer) -> str:
         network = desired.network
+        # The network lock covers finding (or making) the network and creating the container:
+        # from then on the created container counts as a user of the network (see
+        # _drop_network_if_unused), so the start, the slow part, runs unlocked and the
+        # containers of one service start in parallel instead of one after the other.
         with self._network_locks.hold(network) if network else contextlib.nullcontext():
             network_ref = None
             if network:
                 network_ref = self._ensure_network(network, desired.labels.get(LABEL_SERVICE, ""))
             container_id = self._create(desired, network_ref)
-            try:
-                self._api.start(container_id)
-            except docker.errors.APIError as exc:
-                # Leave nothing half-made: a container that cannot start is removed.
-                with contextlib.suppress(docker.errors.APIError):
-                    self._api.remove_container(container_id, force=True, v=True)
-                raise from_api_error(exc) from exc
+        try:
+            self._api.start(container_id)
+        except docker.errors.APIError as exc:
+            # Leave nothing half-made: a container that cannot start is removed.
+            with contextlib.suppress(docker.errors.APIError):
+                self._api.remove_container(container_id, force=True, v=True)
+            raise from_api_error(exc) from exc
         log.info("created %s (%s) from %s", desired.container_name, container_id[:12],
                  desired.image)
         return container_id
@@ -384,7 +388,11 @@ class Engine:
 
     def _drop_network_if_unused(self, network: str) -> None:
         for net in self._find_networks(network, managed_only=True):
-            users = self._api.containers(all=True, filters={"network": net["Id"]})
+            # By ID Docker lists only containers with an endpoint (started once); a container
+            # created but not yet started is listed by the network's name only, and Docker
+            # would remove the network under it.
+            users = self._api.containers(all=True, filters={"network": net["Id"]}) or \
+                self._api.containers(all=True, filters={"network": network})
             if users:
                 continue
             try:

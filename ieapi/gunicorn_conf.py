@@ -27,6 +27,9 @@ errorlog = "-"
 # gunicorn >= 24's control socket defaults to one path per user ($HOME/.gunicorn): several
 # servers on one host would fight over it, and nothing here needs runtime control.
 control_socket_disable = True
+# HTTPS when both are set (Settings.check_startable refuses only one of them).
+certfile = os.environ.get("IEAPI_TLS_CERT_FILE", "").strip() or None
+keyfile = os.environ.get("IEAPI_TLS_KEY_FILE", "").strip() or None
 # No headers in the access log: the Authorization header must never be written anywhere.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 

@@ -48,6 +48,9 @@ class Settings(BaseModel):
     container_init: bool = Field(
         default=True, description="Run an init as PID 1 so SIGTERM stops any workload quickly "
         "and zombies are reaped")
+    tls_cert_file: Path | None = Field(
+        default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
+    tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
 
     @property
     def managed_by(self) -> str:
@@ -64,6 +67,7 @@ class Settings(BaseModel):
                 "to run without authentication (only on a trusted, isolated network)")
         if self.token is not None and not self.token.get_secret_value().strip():
             raise SettingsError("IEAPI_TOKEN is empty")
+        self._check_tls()
         if self.token_file is not None:
             try:
                 content = self.token_file.read_text().strip()
@@ -71,6 +75,17 @@ class Settings(BaseModel):
                 raise SettingsError(f"IEAPI_TOKEN_FILE unreadable: {exc}") from exc
             if not content:
                 raise SettingsError(f"IEAPI_TOKEN_FILE {self.token_file} is empty")
+
+    def _check_tls(self) -> None:
+        """HTTPS needs both files, readable: a half-configured TLS must not fall back to HTTP."""
+        files = {"IEAPI_TLS_CERT_FILE": self.tls_cert_file, "IEAPI_TLS_KEY_FILE": self.tls_key_file}
+        given = [name for name, path in files.items() if path is not None]
+        if len(given) == 1:
+            missing = next(name for name in files if name not in given)
+            raise SettingsError(f"{given[0]} is set but {missing} is not: set both for HTTPS")
+        for name, path in files.items():
+            if path is not None and not os.access(path, os.R_OK):
+                raise SettingsError(f"{name} {path} is not a readable file")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +123,8 @@ ENV_VARIABLES: dict[str, str] = {
     "stop_timeout_seconds": "IEAPI_STOP_TIMEOUT_SECONDS",
     "pull_failure_ttl_seconds": "IEAPI_PULL_FAILURE_TTL_SECONDS",
     "container_init": "IEAPI_CONTAINER_INIT",
+    "tls_cert_file": "IEAPI_TLS_CERT_FILE",
+    "tls_key_file": "IEAPI_TLS_KEY_FILE",
 }
 
 ENV_HELP = """\
@@ -128,6 +145,8 @@ Environment (IE Docker API):
   IEAPI_STOP_TIMEOUT_SECONDS   grace period before SIGKILL on removal (default: 10)
   IEAPI_PULL_FAILURE_TTL_SECONDS  how long a failed pull is remembered (default: 300)
   IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
+  IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
+                               clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
 """

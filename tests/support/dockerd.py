@@ -27,7 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +65,7 @@ class Dockerd:
     subnet: ipaddress.IPv4Network | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _slot_fd: int | None = field(default=None, repr=False)
+    _argv: list[str] = field(default_factory=list, repr=False)
 
     @property
     def external(self) -> bool:
@@ -151,16 +152,43 @@ def start_dockerd(
             "--shutdown-timeout", "2",
         ]
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            engine._process = subprocess.Popen(
-                _die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, env=_daemon_env(), start_new_session=True)
-        engine.pid = engine._process.pid
+        engine._argv = argv
+        _spawn(engine)
         _wait_until_up(engine, startup_timeout)
     except BaseException:
         stop_dockerd(engine)
         raise
     return engine
+
+
+def _spawn(engine: Dockerd) -> None:
+    assert engine.log_path is not None
+    with engine.log_path.open("ab") as log:
+        engine._process = subprocess.Popen(
+            _die_with_parent(engine._argv), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, env=_daemon_env(), start_new_session=True)
+    engine.pid = engine._process.pid
+
+
+def restart_dockerd(engine: Dockerd, *, while_down: Callable[[], object] | None = None,
+                    timeout: float = 30.0) -> None:
+    """Stop a private dockerd by PID (SIGTERM, as a service manager would) and start it again
+    with the same data root, socket, bridge and slot: images, containers and networks survive,
+    as after a daemon restart on an IE. `while_down` runs while the daemon is stopped."""
+    process = engine._process
+    if process is None or engine.root is None:
+        raise ValueError("only a private dockerd started by start_dockerd can be restarted")
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    if while_down is not None:
+        while_down()
+    _spawn(engine)
+    _wait_until_up(engine, timeout)
 
 
 def stop_dockerd(engine: Dockerd, *, timeout: float = 20.0) -> None:

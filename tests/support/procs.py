@@ -15,12 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 # Variables that make `requests` ignore an explicit CA (DESIGN.md §6): a server under test that
 # talks TLS must not inherit them.
@@ -103,9 +105,11 @@ def start_server(
     health_path: str = "/healthz",
     startup_timeout: float = 30.0,
     cwd: Path | None = None,
+    scheme: str = "http",
 ) -> ServerProcess:
     """Start `argv` and wait until it is healthy. "{port}" and "{host}" in `argv` and in the
-    values of `env` are replaced by the chosen port and host (nothing else is interpreted)."""
+    values of `env` are replaced by the chosen port and host (nothing else is interpreted).
+    With scheme "https" the health check does not verify the certificate (liveness only)."""
     port = port or free_port(host)
 
     def fill(text: str) -> str:
@@ -119,7 +123,8 @@ def start_server(
             final_argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=server_env(final_env), cwd=cwd, start_new_session=True)
     server = ServerProcess(name=name or Path(final_argv[0]).name, argv=final_argv, port=port,
-                           url=f"http://{host}:{port}", log_path=log_path, process=process)
+                           url=f"{scheme}://{host}:{port}", log_path=log_path,
+                           process=process)
     RUNNING.append(server)
     try:
         wait_healthy(server, health_path, startup_timeout)
@@ -143,8 +148,10 @@ def wait_healthy(server: ServerProcess, health_path: str, timeout: float) -> Non
     """Poll the health URL until 200; fail early when the process has exited."""
     url = server.url + health_path
     deadline = time.monotonic() + timeout
-    with requests.Session() as session:
+    with requests.Session() as session, warnings.catch_warnings():
         session.trust_env = False  # loopback: no proxy, no CA bundle from the environment
+        session.verify = not url.startswith("https:")  # liveness: any certificate will do
+        warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         while time.monotonic() < deadline:
             if not server.alive():
                 raise ServerStartError(

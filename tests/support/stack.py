@@ -63,7 +63,8 @@ class IE:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env.get("IEAPI_TLS_CERT_FILE") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> IE:
         """Start (or restart, on the same port) the IE's API."""
@@ -79,7 +80,8 @@ class IE:
             **self.env,
         }
         self.server = start_server(python_module_argv("ieapi"), env=env, port=self.port,
-                                   log_path=self.log_path, name=f"ieapi-{self.name}")
+                                   log_path=self.log_path, name=f"ieapi-{self.name}",
+                                   scheme=self.url.split(":", 1)[0])
         return self
 
     def stop(self) -> None:
