@@ -9,6 +9,7 @@ TemporaryError/PermanentError. The hooks choose their backoff from that distinct
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import docker.errors
@@ -92,13 +93,27 @@ def is_port_in_use(error: docker.errors.APIError) -> bool:
     return any(marker in text for marker in _PORT_IN_USE_MARKERS)
 
 
+_HOST_PORT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]*\]|::):(\d{1,5})")
+
+
+def stable_port_message(message: str) -> str:
+    """Docker's port-conflict text names the endpoint and its random id, which change on every
+    attempt; a hook status built from it would change on every retry. Keep what a person needs:
+    the host address and port, and why."""
+    found = _HOST_PORT.search(message)
+    reason = message.rsplit(": ", 1)[-1].strip() or "port is already allocated"
+    if found is None:
+        return f"a published port is already in use on the IE: {reason}"
+    return f"host port {found.group(2)} ({found.group(1)}) is already in use on the IE: {reason}"
+
+
 def from_api_error(error: docker.errors.APIError) -> IEApiError:
     """Map an answer of the Docker Engine to the IE API error that explains it."""
     message = str(error.explanation or error)
     if "invalid reference format" in message:
         return InvalidRequestError(f"image: {message}", field="image")
     if is_port_in_use(error):
-        return PortInUseError(message, field="ports")
+        return PortInUseError(stable_port_message(message), field="ports")
     status = error.status_code or 500
     if status == 404:
         return NotFoundError(message)

@@ -12,6 +12,11 @@ if [ -z "${DOCKER_HOST:-}" ]; then
 fi
 [ -x /bin/busybox ] || command -v busybox >/dev/null || need_apt+=(busybox-static)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# A real local registry, so the reliability tier can hold an image pull mid-way.
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+# The CRD API server tier (etcd) and the offline image builds (a Debian base rootfs).
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing: ${need_apt[*]} (install them, or run as root)" >&2; exit 1

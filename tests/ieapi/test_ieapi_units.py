@@ -217,7 +217,11 @@ def test_docker_errors_are_mapped(status: int, message: str, expected: type[Exce
                                                   explanation=message))
     assert type(error) is expected
     assert error.field == field
-    assert message in error.message
+    if expected is PortInUseError:  # reworded so it stays the same across attempts
+        assert "host port 80 (0.0.0.0)" in error.message
+        assert error.message.endswith("port is already allocated")
+    else:
+        assert message in error.message
 
 
 def test_validation_errors_become_dotted_camel_case_paths() -> None:
@@ -229,3 +233,20 @@ def test_validation_errors_become_dotted_camel_case_paths() -> None:
     assert Outcome.PULLING.http_status == 202
     assert Outcome.PULL_FAILED.http_status == 200
     assert Outcome.CREATED.http_status == 201
+
+
+def test_port_conflict_message_is_stable_across_attempts() -> None:
+    """Docker names a fresh endpoint id on every attempt; the hooks' status must not churn."""
+    from ieapi.errors import stable_port_message
+
+    first = stable_port_message(
+        "driver failed programming external connectivity on endpoint llo-default.a "
+        "(3f2a9c8e1b7d): Bind for 0.0.0.0:8088 failed: port is already allocated")
+    second = stable_port_message(
+        "driver failed programming external connectivity on endpoint llo-default.a "
+        "(77aa01bc92ef): Bind for 0.0.0.0:8088 failed: port is already allocated")
+    assert first == second
+    assert "8088" in first
+    assert "3f2a9c8e1b7d" not in first
+    assert "8088" in stable_port_message(
+        "Error starting userland proxy: listen tcp4 0.0.0.0:8088: bind: address already in use")
