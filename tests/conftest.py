@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -19,6 +20,7 @@ from tests.support.dockerd import (
     docker_engine,
 )
 from tests.support.images import ensure_busybox
+from tests.support.stack import Stack
 
 _ENGINES: list[Dockerd] = []
 
@@ -63,6 +65,13 @@ def docker_client(dockerd: str) -> Iterator[docker.DockerClient]:
     client.api.trust_env = False
     yield client
     client.close()
+
+
+@pytest.fixture
+def stack(dockerd: str, busybox_image: str, tmp_path: Path) -> Iterator[Stack]:
+    """The whole system for one test (tests/support/stack.py), stopped by PID afterwards."""
+    with Stack(tmp_path, dockerd) as whole:
+        yield whole
 
 
 @pytest.fixture(scope="session")

@@ -5,26 +5,20 @@ onto an IE that was never selected."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.migration.helpers import DIE_KIND
 from tests.support.stack import IE, Stack
 
 IE_NAMES = ("ie-a", "ie-b", "ie-c")
 
 
 @pytest.fixture
-def stack(dockerd: str, busybox_image: str, tmp_path: Path) -> Iterator[Stack]:
-    with Stack(tmp_path, dockerd) as s:
-        for name in IE_NAMES:
-            s.driver.apply(s.add_ie(name).die())
-        s.driver.run_until(lambda: all(
-            ((s.driver.get(DIE_KIND, name) or {}).get("status") or {}).get("apiReady") is True
-            for name in IE_NAMES), timeout=30)
-        yield s
+def stack(stack: Stack) -> Stack:
+    """The session-wide `stack` fixture (tests/conftest.py), with the three IEs ready."""
+    for name in IE_NAMES:
+        stack.driver.apply(stack.add_ie(name).die())
+    stack.driver.run_until(lambda: all(stack.die_ready(name) for name in IE_NAMES), timeout=30)
+    return stack
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def entity(name: str) -> str:
 
 
 def die_ready(stack: Stack, name: str) -> bool:
-    return (stack.driver.get(DIE_KIND, name) or {}).get("status", {}).get("apiReady") is True
+    return stack.die_ready(name)
 
 
 def die_condition(stack: Stack, name: str, type_: str) -> dict[str, str]:
@@ -37,11 +37,8 @@ def die_condition(stack: Stack, name: str, type_: str) -> dict[str, str]:
 
 
 def ready_ie(stack: Stack, name: str = "edge-1", **env: str) -> IE:
-    """An IE whose API runs and whose DIE is applied and ready."""
-    edge = stack.add_ie(name, env=env)
-    stack.driver.apply(edge.die())
-    stack.driver.run_until(lambda: die_ready(stack, edge.name), timeout=30)
-    return edge
+    """An IE whose API runs (with extra IEAPI_* `env`) and whose DIE is applied and ready."""
+    return stack.add_ready_ie(name, env=env)
 
 
 def kill_ieapi(ie: IE) -> None:

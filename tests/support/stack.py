@@ -167,6 +167,17 @@ class Stack:
         self.ies[name] = ie
         return ie.start() if start else ie
 
+    def add_ready_ie(self, name: str, **kwargs: Any) -> IE:
+        """`add_ie` (same arguments), its DIE applied, and synced until `status.apiReady`."""
+        ie = self.add_ie(name, **kwargs)
+        self.driver.apply(ie.die())
+        self.driver.run_until(lambda: self.die_ready(name), timeout=30)
+        return ie
+
+    def die_ready(self, name: str) -> bool:
+        die = self.driver.get("DockerInfrastructureElement", name) or {}
+        return (die.get("status") or {}).get("apiReady") is True
+
     def close(self) -> None:
         self.driver.close()
         for ie in self.ies.values():
