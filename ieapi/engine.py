@@ -371,19 +371,19 @@ class Engine:
         network = observe.network_of(attrs)
         managed_network = network if network and network.startswith(
             f"{self._prefix}-net-") else None
-        lock = (self._network_locks.hold(managed_network) if managed_network
-                else contextlib.nullcontext())
-        with lock:
-            try:
-                self._api.stop(attrs["Id"], timeout=self._settings.stop_timeout_seconds)
-                self._api.remove_container(attrs["Id"], force=True, v=True)
-            except docker.errors.NotFound:
-                pass  # already gone: the goal is reached
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409:  # 409: removal already in progress elsewhere
-                    raise
-            log.info("removed %s (%s)", attrs.get("Name", "").lstrip("/"), attrs["Id"][:12])
-            if managed_network and managed_network != keep_network:
+        try:
+            self._api.stop(attrs["Id"], timeout=self._settings.stop_timeout_seconds)
+            self._api.remove_container(attrs["Id"], force=True, v=True)
+        except docker.errors.NotFound:
+            pass  # already gone: the goal is reached
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress elsewhere
+                raise
+        log.info("removed %s (%s)", attrs.get("Name", "").lstrip("/"), attrs["Id"][:12])
+        if managed_network and managed_network != keep_network:
+            # Only the check-and-remove of the network needs its lock (a create holds it until
+            # its container exists): the containers of one service stop in parallel.
+            with self._network_locks.hold(managed_network):
                 self._drop_network_if_unused(managed_network)
 
     def _drop_network_if_unused(self, network: str) -> None:

@@ -61,3 +61,34 @@ def test_starts_of_one_service_overlap(ie: IEApiClient, busybox_image: str,
             sleeper_spec(busybox_image, service="svc-par", alias=s[1]))), specs))
     assert [a.status.state.value for a in answers] == ["running", "running"]
     assert overlap[0]
+
+
+def test_stops_of_one_service_overlap(ie: IEApiClient, busybox_image: str,
+                                      monkeypatch: Any) -> None:
+    """Two deletes in one service: the second stop begins before the first one ends, and the
+    network still goes with the last container."""
+    engine = ie.engine
+    for name in ("a", "b"):
+        assert ie.put(f"ns.{name}", sleeper_spec(busybox_image, service="svc-stop",
+                                                 alias=name)).status == 201
+    active, overlap = [0], [False]
+    lock = threading.Lock()
+    real_stop = engine._api.stop
+
+    def slow_stop(container: str, **kwargs: Any) -> None:
+        with lock:
+            active[0] += 1
+            overlap[0] = overlap[0] or active[0] > 1
+        time.sleep(0.5)
+        try:
+            real_stop(container, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(engine._api, "stop", slow_stop)
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(engine.delete, ["ns.a", "ns.b"])) == [True, True]
+    assert overlap[0]
+    assert not ie.engine._find_networks(f"{ie.settings.container_prefix}-net-svc-stop",
+                                        managed_only=True)
