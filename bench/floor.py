@@ -18,10 +18,9 @@ from urllib.parse import quote
 
 import requests
 from flask import Flask, Response, jsonify, request
-from gunicorn.app.base import BaseApplication
 from requests.adapters import HTTPAdapter
 
-from hooks.gunicorn_conf import options
+from hooks.__main__ import HookServer
 from hooks.settings import Settings
 
 
@@ -64,22 +63,8 @@ def create_floor_app(settings: Settings) -> Flask:
     return app
 
 
-class FloorServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in options(self.settings).items():
-            if key != "wsgi_app" and value is not None and key in self.cfg.settings:
-                self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return create_floor_app(self.settings)
-
-
 def main() -> None:
-    FloorServer(Settings.from_env()).run()
+    HookServer(Settings.from_env(), factory=create_floor_app).run()
 
 
 if __name__ == "__main__":

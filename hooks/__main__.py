@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 from pydantic import ValidationError
 
@@ -15,10 +17,13 @@ from hooks.settings import Settings
 
 class HookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no type hints
     """gunicorn configured from LLO_* settings; each worker builds its own app (and so its own
-    pooled sessions) in `load()`."""
+    pooled sessions) in `load()`. `factory` is `create_app` but for the benchmarks' floor, which
+    must run on exactly the same server configuration."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 factory: Callable[[Settings], Flask] = create_app) -> None:
         self.settings = settings
+        self.factory = factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -28,7 +33,7 @@ class HookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no ty
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.settings)
+        return self.factory(self.settings)
 
 
 def main() -> None:
