@@ -8,17 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
 
-need_apt=()
-if [ -z "${DOCKER_HOST:-}" ]; then
-  command -v dockerd >/dev/null || need_apt+=(docker.io iptables)
-fi
-[ -x /bin/busybox ] || command -v busybox >/dev/null || need_apt+=(busybox-static)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing: ${need_apt[*]} (install them, or run as root)" >&2; exit 1
-  fi
-  echo "installing ${need_apt[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+source scripts/debian-packages.sh
+install_needed
 exec python -m bench "$@"
