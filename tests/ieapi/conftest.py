@@ -12,10 +12,10 @@ import pytest
 import requests
 
 from ieapi import create_app
-from ieapi.contract import LABEL_MANAGED
 from ieapi.engine import Engine
 from ieapi.settings import Settings
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory
+from tests.support.dockerd import remove_managed
 
 
 @pytest.fixture
@@ -71,11 +71,7 @@ def ie(make_ie: Callable[..., IEApiClient], cleanup: None) -> IEApiClient:
 def cleanup(docker_client: docker.DockerClient, instance_id: str) -> Iterator[None]:
     """Remove whatever this test's IE API instance created, even if the test failed."""
     yield
-    label = {"label": f"{LABEL_MANAGED}={instance_id}"}
-    for container in docker_client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters=label):
-        network.remove()
+    remove_managed(docker_client, instance_id)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import requests
 
 from ieapi.contract import LABEL_MANAGED
 from tests.ieapi.helpers import TOKEN, eventually, httpd_spec, sleeper_spec
+from tests.support.dockerd import remove_managed
 from tests.support.images import INDEX_HTML
 from tests.support.procs import ServerProcess, free_port, python_module_argv, running_server
 
@@ -43,11 +44,7 @@ def server(dockerd: str, instance: str, docker_client: docker.DockerClient,
     with running_server(python_module_argv("ieapi"), env=env, port=port, log_path=log_path,
                         name="ieapi") as process:
         yield process
-    label = {"label": f"{LABEL_MANAGED}={instance}"}
-    for container in docker_client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters=label):
-        network.remove()
+    remove_managed(docker_client, instance)
 
 
 @pytest.fixture

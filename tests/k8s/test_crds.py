@@ -38,6 +38,7 @@ from hooks.resources import (
 from hooks.settings import Settings
 from ieapi.contract import Protocol, PublishedPort
 from tests.support.crdserver import CrdApiServer
+from tests.support.kube import subset
 from tests.support.orion import OrionDouble
 
 pytestmark = pytest.mark.k8s
@@ -84,17 +85,6 @@ def die(name: str = "ie-a", url: str = "http://127.0.0.1:8081") -> JSON:
     return {"apiVersion": "llo.aeros-project.eu/v1alpha1", "kind": "DockerInfrastructureElement",
             "metadata": {"name": name},
             "spec": {"id": IE_ID, "hostname": name, "api": {"url": url, "tokenKey": name}}}
-
-
-def subset(expected: Any, actual: Any) -> bool:
-    """``expected`` is in ``actual`` (objects may have more keys, e.g. defaults)."""
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and subset(v, actual[k]) for k, v in expected.items())
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            subset(e, a) for e, a in zip(expected, actual, strict=True))
-    return bool(expected == actual)
 
 
 # =========================================================================== the CRDs

@@ -27,6 +27,7 @@ import yaml
 
 from ieapi.contract import LABEL_MANAGED
 from tests.support.crdserver import CrdApiServer
+from tests.support.dockerd import remove_managed
 from tests.support.images import INDEX_HTML
 from tests.support.kube import KubeDriver
 from tests.support.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
@@ -101,11 +102,7 @@ def stack(dockerd: str, docker_client: docker.DockerClient, busybox_image: str,
                                 log_path=tmp / "hooks.log", cwd=ROOT) as hooks:
                 yield Stack(api, hooks, ieapi, orion, instance)
         finally:
-            label = {"label": f"{LABEL_MANAGED}={instance}"}
-            for container in docker_client.containers.list(all=True, filters=label):
-                container.remove(force=True)
-            for network in docker_client.networks.list(filters=label):
-                network.remove()
+            remove_managed(docker_client, instance)
 
 
 @pytest.fixture

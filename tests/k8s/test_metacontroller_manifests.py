@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from tests.support.crdserver import CrdApiServer
+from tests.support.kube import subset
 
 pytestmark = pytest.mark.k8s
 
@@ -68,16 +69,6 @@ def servable(api: CrdApiServer, rendered: list[JSON]) -> tuple[list[JSON], list[
     keep = [d for d in rendered if (d["apiVersion"], d["kind"]) in kinds]
     skipped = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in rendered if d not in keep)
     return keep, skipped
-
-
-def subset(expected: Any, actual: Any) -> bool:
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and subset(v, actual[k]) for k, v in expected.items())
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            subset(e, a) for e, a in zip(expected, actual, strict=True))
-    return bool(expected == actual)
 
 
 def test_rendered_install_is_accepted(api: CrdApiServer, rendered: list[JSON]) -> None:

@@ -22,8 +22,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from ieapi import create_app, openapi
-from ieapi.contract import LABEL_MANAGED
 from ieapi.settings import Settings
+from tests.support.dockerd import remove_managed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -41,11 +41,7 @@ def ieapi_schema(dockerd: str, docker_client: docker.DockerClient) -> Iterator[B
     engine = app.extensions["ieapi"].engine
     engine.pulls.wait(20)
     engine.close()
-    label = {"label": f"{LABEL_MANAGED}={instance}"}
-    for container in docker_client.containers.list(all=True, filters=label):
-        container.remove(force=True)
-    for network in docker_client.networks.list(filters=label):
-        network.remove()
+    remove_managed(docker_client, instance)
 
 
 OPERATIONS = [("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/v1/info"),

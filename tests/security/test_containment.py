@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 
 from hooks.tokens import TokenDir
 from ieapi import create_app
-from ieapi.contract import LABEL_MANAGED
 from ieapi.settings import Settings
+from tests.support.dockerd import remove_managed
 
 pytestmark = [pytest.mark.docker]
 
@@ -56,11 +56,7 @@ def make_ieapi(dockerd: str, docker_client: docker.DockerClient) -> Iterator[Cal
     for engine, instance in made:
         engine.pulls.wait(10)
         engine.close()
-        label = {"label": f"{LABEL_MANAGED}={instance}"}
-        for container in docker_client.containers.list(all=True, filters=label):
-            container.remove(force=True)
-        for network in docker_client.networks.list(filters=label):
-            network.remove()
+        remove_managed(docker_client, instance)
 
 
 HOST_ACCESS = {

@@ -35,6 +35,8 @@ import docker
 import requests
 from docker.errors import DockerException
 
+from ieapi.contract import LABEL_MANAGED
+
 # The Engine API version every test client pins: dockerd 20.10 speaks at most 1.41.
 DOCKER_API_VERSION = "1.41"
 
@@ -78,6 +80,16 @@ class Dockerd:
             return ""
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
+
+
+def remove_managed(client: docker.DockerClient, instance_id: str) -> None:
+    """Remove every container and network an IE API instance manages (its managed-by label):
+    what a test leaves behind on the shared dockerd, whatever state the test ended in."""
+    label = {"label": f"{LABEL_MANAGED}={instance_id}"}
+    for container in client.containers.list(all=True, filters=label):
+        container.remove(force=True)
+    for network in client.networks.list(filters=label):
+        network.remove()
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:

@@ -63,6 +63,18 @@ WATCH_SECONDS = 30  # the server ends each watch after this long; the informer r
 IDLE_POLL = 0.1  # longest wait for news before run_until re-checks its predicate
 
 
+
+def subset(expected: Any, actual: Any) -> bool:
+    """``expected`` is in ``actual`` (objects may have more keys, e.g. defaults the API server
+    filled in): how a test compares what it sent with what the server stored."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and subset(v, actual[k]) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(expected) == len(actual) and all(
+            subset(e, a) for e, a in zip(expected, actual, strict=True))
+    return bool(expected == actual)
+
 class ApiError(HookError):
     """An API server call failed; the sync fails and is retried with backoff, as in
     Metacontroller."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import docker
 
+from tests.support.dockerd import remove_managed
 from tests.support.metacontroller import Clock, Driver
 from tests.support.orion import OrionDouble
 from tests.support.procs import ServerProcess, free_port, python_module_argv, start_server
@@ -182,19 +183,11 @@ class Stack:
         self.driver.close()
         for ie in self.ies.values():
             ie.stop()
-            for container in ie.containers(self.client):
-                container.remove(force=True)
-        self._remove_networks()
+            remove_managed(self.client, ie.instance_id)
         self.stop_hooks()
         if self.orion is not None:
             self.orion.close()
         self.client.close()
-
-    def _remove_networks(self) -> None:
-        for ie in self.ies.values():
-            for network in self.client.networks.list(
-                    filters={"label": f"{MANAGED_LABEL}={ie.instance_id}"}):
-                network.remove()
 
     def __enter__(self) -> Stack:
         return self
