@@ -1,8 +1,8 @@
 """The Orion-LD client: sets `serviceComponentStatus` on a ServiceComponent entity.
 
-Orion-LD (experimental mode, DESIGN.md §5) answers a PATCH of a missing attribute and a PATCH of
-a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first (the
-attribute usually exists); when it was not updated, POST the attribute (append), which only
+Orion-LD (experimental mode, docs/design.md §2) answers a PATCH of a missing attribute and a
+PATCH of a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first
+(the attribute usually exists); when it was not updated, POST the attribute (append), which only
 404s when the entity itself is missing. Both calls are idempotent, so a short retry is safe.
 """
 
