@@ -20,7 +20,7 @@ from hooks.observations import BrokerOutcome
 from hooks.reasons import Reason
 from hooks.resources import ANNOTATION_ENTITY_ID, LABEL_INSTANCE, ObjectMeta
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 ATTRIBUTE = "serviceComponentStatus"
 STATUS_URN_PREFIX = "urn:ngsi-ld:ServiceComponentStatus:"
