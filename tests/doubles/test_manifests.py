@@ -280,7 +280,7 @@ def test_scd_schema_defaults_a_minimal_spec() -> None:
     assert errors == []
     assert result["spec"]["ports"] == [{"number": 80, "protocol": "TCP"}]
     assert result["spec"]["isJob"] is False
-    assert result["spec"]["exposePorts"] is True
+    assert result["spec"]["exposePorts"] is False  # the aerOS model's default
     assert result["spec"]["privileged"] is False
 
 

@@ -157,7 +157,7 @@ def test_sync_request_and_status(hooks: FakeHooks, driver: Driver) -> None:
     assert parent["metadata"]["uid"]
     assert parent["metadata"]["generation"] == 1
     assert parent["metadata"]["finalizers"] == [SCD_FINALIZER]  # added before the first call
-    assert parent["spec"]["exposePorts"] is True  # CRD defaults applied by the "API server"
+    assert parent["spec"]["exposePorts"] is False  # CRD defaults applied by the "API server"
     related = first["related"][DIE_RELATED_KEY]
     assert list(related) == ["docker-machine-2"]  # cluster-scoped: keyed by bare name
     assert related["docker-machine-2"]["spec"]["id"] == IE_ID

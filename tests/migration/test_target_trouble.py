@@ -101,6 +101,7 @@ def test_port_taken_on_target_then_back(stack: Stack, busybox_image: str, ie_a: 
     port = free_port()
     manifest = start_component(
         stack, "web", ie_a, busybox_image, ports=[{"number": port, "protocol": "TCP"}],
+        exposePorts=True,
         cliArgs=[{"key": "httpd"}, {"key": "-f"}, {"key": "-p"}, {"key": str(port)},
                  {"key": "-h"}, {"key": "/www"}])
     serving = container_id(stack, ie_a)
