@@ -503,11 +503,11 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
+def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
            broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
-    """The new status and resyncAfterSeconds. Deterministic: `now` only reaches status as the
-    lastTransitionTime of a condition whose status flipped."""
-    a = assess(scd, plan_, observations)
+    """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
+    one whose broker value was sent) and every observation (cleanups included). Deterministic:
+    `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
     obs = index(observations)
     old = scd.status
     cs = cond.ConditionSet(old.conditions, now, scd.metadata.generation,
