@@ -20,8 +20,8 @@ from hooks.resources import Condition, ConditionStatus, read_scd
 from hooks.resync import backoff
 from hooks.servicecomponent import coarse_pull, verdict_of_container
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
 from ieapi.contract import ContainerState, ContainerStatus, PullProgress
+from ieapi.secretfile import SecretFile
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-FLAGS_PATCH = ROOT / "metacontroller" / "upstream" / "flags.yaml"
+from testbed.manifests import MANIFESTS_DIR
+
+FLAGS_PATCH = MANIFESTS_DIR / "upstream" / "flags.yaml"
 
 
 @dataclass(frozen=True)
