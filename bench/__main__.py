@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import e2ebench, hooksbench, ieapibench, machine, report
+from bench import burstbench, e2ebench, hooksbench, ieapibench, machine, report
 
-PARTS = ("throughput", "scale", "dead", "ieapi", "e2e")
+PARTS = ("throughput", "scale", "dead", "ieapi", "e2e", "burst")
+RESULT_KEYS = {"throughput": "throughput", "scale": "scale", "dead": "dead_ie",
+               "ieapi": "ieapi", "e2e": "e2e", "burst": "burst"}
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
                              "below --quiet-load")
     parser.add_argument("--quiet-load", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the results of the parts not run from "
+                             "OUT/img/bench-results.json (the page shows both)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: render the page and plots again from "
                              "OUT/img/bench-results.json")
@@ -75,9 +80,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     img.mkdir(parents=True, exist_ok=True)
+    if args.merge and (img / "bench-results.json").exists():
+        results = merged(json.loads((img / "bench-results.json").read_text()), results)
     (img / "bench-results.json").write_text(json.dumps(results, indent=1) + "\n")
     render(results, args.out)
     return 0
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The earlier run's results with the parts just run replaced; its machine section stays
+    (each part that can run alone, like `burst`, records its own date and load)."""
+    out = dict(old)
+    for part in new["parts"]:
+        key = RESULT_KEYS[part]
+        if key in new:
+            out[key] = new[key]
+    out["parts"] = sorted(set(old.get("parts", [])) | set(new["parts"]), key=PARTS.index)
+    return out
 
 
 def render(results: dict[str, Any], out: Path) -> None:
@@ -100,7 +119,7 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
     if "dead" in parts:
         print("3. a dead and a refusing IE", flush=True)
         results["dead_ie"] = hooksbench.dead_ie(workdir / "dead", hp)
-    if "ieapi" in parts or "e2e" in parts:
+    if {"ieapi", "e2e", "burst"} & set(parts):
         import docker
 
         from testbed.dockerd import DOCKER_API_VERSION, docker_engine
@@ -122,6 +141,11 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
                 results["e2e"] = e2ebench.run(
                     workdir / "e2e", engine.url, image,
                     e2ebench.QUICK if quick else e2ebench.FULL)
+            if "burst" in parts:
+                print("6. bursts under Metacontroller's API rate limit", flush=True)
+                results["burst"] = burstbench.run(
+                    workdir / "burst", engine.url, image,
+                    burstbench.QUICK if quick else burstbench.FULL)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ RSS_TARGET_MB = 120.0
 DEAD_RATIO_TARGET = 1.2
 IEAPI_RATIO_TARGET = 1.2
 E2E_P50_TARGET_MS = 1500.0
+BURST_FLOOR_RATIO_TARGET = 2.0  # issue #16: within 2x ieapi's own floor at the shipped flags
 # "flat": at the largest N a sync costs at most this much more than at the smallest N
 FLAT_TOLERANCE = 1.25
 
@@ -138,6 +139,31 @@ def _plot_e2e(e2e: R, path: Path) -> None:
 # --------------------------------------------------------------------------- markdown
 
 
+def _plot_burst(b: R, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, part, title in ((axes[0], "service", "one service"), (axes[1], "burst", "burst")):
+        floor = b["floor"][part]
+        times = floor["running_over_time"]
+        ax.step(times, range(1, len(times) + 1), where="post", color="black", ls="--",
+                label="ieapi floor")
+        for label, run in b["runs"].items():
+            r = run[part]
+            times = r["running_over_time"]
+            ax.step(times, range(1, len(times) + 1), where="post",
+                    label=f"{label} ({_flags(run['flags'])})")
+        ax.set(xlabel="seconds after the apply", ylabel="SCDs Running",
+               title=f"{floor['containers']} SCDs, {title} on {floor['ies']} IE(s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _flags(f: R) -> str:
+    return f"qps {f['qps']:g}, burst {f['burst']}, workers {f['workers']}"
+
+
 def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -209,7 +235,65 @@ def _targets(res: R) -> list[str]:
     if e2e:
         lines.append(_row("apply → Running ≤ 1.5 s p50", f"{e2e['p50_ms']} ms",
                           _yes(e2e["p50_ms"] <= E2E_P50_TARGET_MS)))
+    b = res.get("burst")
+    if b and "shipped" in b["runs"]:
+        svc, floor = b["runs"]["shipped"]["service"], b["floor"]["service"]
+        ratio = svc["seconds_to_all_running"] / floor["seconds_to_all_running"]
+        lines.append(_row(f"{svc['scds']}-component service Running ≤ 2x ieapi's floor "
+                          "(shipped Metacontroller flags)",
+                          f"{ratio:.2f}x ({svc['seconds_to_all_running']} vs "
+                          f"{floor['seconds_to_all_running']} s)",
+                          _yes(ratio <= BURST_FLOOR_RATIO_TARGET)))
+        burst, floor = b["runs"]["shipped"]["burst"], b["floor"]["burst"]
+        ratio = burst["seconds_to_all_gone"] / floor["seconds_to_all_gone"]
+        lines.append(_row(f"deletion of {burst['scds']} ≤ 2x ieapi's floor (shipped flags)",
+                          f"{ratio:.2f}x ({burst['seconds_to_all_gone']} vs "
+                          f"{floor['seconds_to_all_gone']} s)",
+                          _yes(ratio <= BURST_FLOOR_RATIO_TARGET)))
     return lines
+
+
+def _burst_section(b: R, rel: Path) -> list[str]:
+    runs = b["runs"]
+    md = ["## 6. Bursts under Metacontroller's API rate limit", "",
+          f"Measured on {b['date']}, load average {b['load_average_start']} at the start and "
+          f"{b['load_average_end']} at the end (this part ran on its own; the machine was "
+          "shared, so compare the ratios, measured side by side in one run). The real hooks "
+          "(production resync settings), two IEs (an ieapi each, one private dockerd), the "
+          "Metacontroller-faithful driver on a real clock with client-go's token bucket "
+          "(`--client-go-qps`, `--client-go-burst`) spent on every API request Metacontroller "
+          "makes for a parent (the GET before each finalizer or status update, and the update; "
+          "`testbed/ratelimit.py`) and `--workers` syncs at a time. Each burst is applied "
+          "at once, then deleted at once. The floor is ieapi alone: every `PUT` at once, "
+          "then every `DELETE`.", "",
+          _row("burst", "Metacontroller flags", "all Running s", "x floor", "all gone s",
+               "x floor", "requests (writes) per SCD to Running",
+               "requests (writes) per SCD to gone"),
+          _row(*["---"] * 8)]
+    for part, title in (("service", "one service, 1 IE"), ("burst", "2 IEs")):
+        floor = b["floor"][part]
+        md.append(_row(f"{floor['containers']} SCDs, {title}", "ieapi floor",
+                       floor["seconds_to_all_running"], "1.00", floor["seconds_to_all_gone"],
+                       "1.00", "-", "-"))
+        for label, run in runs.items():
+            r = run[part]
+            md.append(_row(
+                f"{r['scds']} SCDs, {title}", f"{label}: {_flags(run['flags'])}",
+                r["seconds_to_all_running"],
+                f"{r['seconds_to_all_running'] / floor['seconds_to_all_running']:.2f}",
+                r["seconds_to_all_gone"],
+                f"{r['seconds_to_all_gone'] / floor['seconds_to_all_gone']:.2f}",
+                f"{r['apply']['requests_mean']:g} ({r['apply']['writes_mean']:g})",
+                f"{r['delete']['requests_mean']:g} ({r['delete']['writes_mean']:g})"))
+    if {"defaults", "shipped"} <= set(runs):
+        d, s = runs["defaults"], runs["shipped"]
+        md += ["", "Shipped vs default flags, same run: "
+               + "; ".join(f"{d[p]['scds']} SCDs {w} {d[p][k] / s[p][k]:.1f}x faster"
+                           for p in ("service", "burst")
+                           for w, k in (("to Running", "seconds_to_all_running"),
+                                        ("to gone", "seconds_to_all_gone"))) + "."]
+    md += ["", f"![bursts]({rel}/bench-burst.png)", ""]
+    return md
 
 
 def write(res: R, out_md: Path, img_dir: Path, *, command: str,
@@ -330,5 +414,9 @@ def write(res: R, out_md: Path, img_dir: Path, *, command: str,
                "apply (customize, intent sync, create sync).", "",
                f"p50 **{e2e['p50_ms']} ms**, min {e2e['min_ms']} ms, max {e2e['max_ms']} ms.", "",
                f"![e2e]({rel}/bench-e2e.png)", ""]
+    b = res.get("burst")
+    if b:
+        _plot_burst(b, img_dir / "bench-burst.png")
+        md += _burst_section(b, rel)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text("\n".join(md) + "\n")

@@ -41,10 +41,22 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   with the first customize answer naming it; its initial-list events and the "related
   informer not synced" requeue are not modelled.
 - ``resyncPeriodSeconds`` enqueues every parent of the controller each period (at least 1 s).
+- The API rate limit: every request Metacontroller's client makes for a parent waits for a
+  token of client-go's token bucket (``--client-go-qps``/``--client-go-burst``, default 5 and
+  10, one bucket for both controllers): a finalizer change is a GET of the live object and an
+  UPDATE when it still needs it, a status update a GET (also when nothing changed, and when the
+  object is gone: a 404) and an UPDATE of ``/status`` when the status differs from the stored
+  one before pruning (testbed/ratelimit.py says what is and is not modelled). Every request is
+  recorded in ``api_requests``; ``rate_limit=TokenBucket(qps=0)`` turns the limit off.
 
 Time: by default a simulated clock that jumps to the next scheduled item when nothing is due
-(hook calls take real time but no simulated time); ``Driver(..., clock=RealClock())`` sleeps
-instead. Single worker, one item at a time, on the caller's thread.
+(hook calls take real time but no simulated time; a wait for a token takes simulated time);
+``Driver(..., clock=RealClock())`` sleeps instead. One worker, one item at a time, on the
+caller's thread; with a real clock, ``workers=N`` (Metacontroller's ``--workers``, default 5)
+makes ``run_until``/``run_for`` sync up to N parents per controller at once on N threads, an
+item never on two at a time (client-go's workqueue: an item queued while it is being synced is
+synced again after). ``flags=`` sets the rate limit and the workers from
+testbed/mcflags.py's ``MetacontrollerFlags``.
 """
 
 from __future__ import annotations
@@ -52,8 +64,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,7 +94,9 @@ from testbed.manifests import (
     load_controllers,
     load_crds,
 )
+from testbed.mcflags import MetacontrollerFlags
 from testbed.objectstore import MemoryStore, ObjectStore, ObjKey, StatusWrite
+from testbed.ratelimit import ApiRequest, TokenBucket
 
 __all__ = [  # what tests import from here, wherever it is defined
     "CRDS_DIR", "FINALIZER_PREFIX", "MANIFESTS_DIR", "Clock", "Driver", "Event", "HookCall",
@@ -130,6 +145,8 @@ class _Queue:
     ready: dict[tuple[str, str], int] = field(default_factory=dict)   # item → order; deduplicated
     waiting: dict[tuple[str, str], float] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    processing: set[tuple[str, str]] = field(default_factory=set)   # on a worker now
+    dirty: set[tuple[str, str]] = field(default_factory=set)        # queued while processing
 
 
 class Driver:
@@ -138,8 +155,17 @@ class Driver:
     def __init__(self, hooks_base_url: str, *, clock: Clock | None = None,
                  hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
                  crds_dir: Path = CRDS_DIR, session: requests.Session | None = None,
-                 store: ObjectStore | None = None) -> None:
+                 store: ObjectStore | None = None, rate_limit: TokenBucket | None = None,
+                 workers: int = 1, flags: MetacontrollerFlags | None = None) -> None:
         self.clock: Clock = clock or SimulatedClock()
+        if flags is not None:
+            rate_limit, workers = TokenBucket(flags.qps, flags.burst), flags.workers
+        if workers > 1 and not isinstance(self.clock, RealClock):
+            raise ValueError("workers > 1 needs a RealClock (a simulated clock has one thread)")
+        self.rate_limit = rate_limit if rate_limit is not None else TokenBucket()
+        self.workers = max(1, workers)
+        self.api_requests: list[ApiRequest] = []
+        self._lock = threading.RLock()  # held by a worker except while it waits on the network
         self.store: ObjectStore = store or MemoryStore(load_crds(crds_dir), self.clock)
         self.crds = self.store.crds
         self.controllers = {c.name: c for c in load_controllers(
@@ -148,6 +174,10 @@ class Driver:
         self.hook_calls: list[HookCall] = []
         self._session = session or requests.Session()
         self._session.trust_env = False  # never a proxy for loopback hooks
+        if self.workers > 1:
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=self.workers)
+            self._session.mount("http://", adapter)
+            self._session.mount("https://", adapter)
         self._queues = {name: _Queue() for name in self.controllers}
         self._customize_cache: dict[tuple[str, str, int], list[JSON]] = {}
         self._watched: set[str] = set()  # kinds with a related informer
@@ -176,23 +206,28 @@ class Driver:
 
     def apply(self, obj: JSON) -> JSON:
         """Create or update the object like ``kubectl apply``; returns the stored object."""
-        return self.store.apply(obj)
+        with self._lock:
+            return self.store.apply(obj)
 
     def set_status(self, kind: str, name: str, status: JSON,
                    namespace: str | None = None) -> JSON:
         """Write ``.status`` through the status subresource (as another actor would)."""
-        return self.store.set_status(kind, name, status, namespace)
+        with self._lock:
+            return self.store.set_status(kind, name, status, namespace)
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
         """``kubectl delete``: ``deletionTimestamp`` while finalizers remain."""
-        self.store.delete(kind, name, namespace)
+        with self._lock:
+            self.store.delete(kind, name, namespace)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         """A copy of the stored object, or None."""
-        return self.store.get(kind, name, namespace)
+        with self._lock:
+            return self.store.get(kind, name, namespace)
 
     def objects(self, kind: str) -> list[JSON]:
-        return self.store.objects(kind)
+        with self._lock:
+            return self.store.objects(kind)
 
     @property
     def status_writes(self) -> list[StatusWrite]:
@@ -224,6 +259,9 @@ class Driver:
                     self._enqueue(ctl, pkey[1], pkey[2])
 
     def _ready(self, queue: _Queue, item: tuple[str, str]) -> None:
+        if item in queue.processing:
+            queue.dirty.add(item)
+            return
         if item not in queue.ready:
             self._sequence += 1
             queue.ready[item] = self._sequence
@@ -237,6 +275,63 @@ class Driver:
         when = self.clock.now() + delay
         queue.waiting[item] = min(queue.waiting.get(item, when), when)
 
+    # ------------------------------------------------------------------ the API rate limit
+
+    @contextlib.contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """Let the other workers run while this one waits on the network or for a token."""
+        if self.workers == 1:
+            yield
+            return
+        self._lock.release()
+        try:
+            yield
+        finally:
+            self._lock.acquire()
+
+    def _request(self, verb: str, crd: CRD, key: ObjKey) -> bool:
+        """One API request for the object: wait for its token, record it. True when the object
+        exists (a GET of a gone object is a 404)."""
+        delay = self.rate_limit.reserve(self.clock.now())
+        if delay > 0:
+            if self.workers == 1:
+                self.clock.advance(delay)
+            else:
+                with self._unlocked():
+                    time.sleep(delay)
+        found = self.store.cached(key) is not None
+        self.api_requests.append(ApiRequest(verb, crd.kind, key[1] or None, key[2],
+                                            self.clock.now(), delay, found))
+        return found
+
+    def _update_finalizers(self, crd: CRD, key: ObjKey, change: Callable[[list[str]], list[str]]
+                           ) -> None:
+        """AtomicUpdate: GET the live object, UPDATE it when the change still changes it."""
+        if not self._request("get", crd, key):
+            return
+        live = self.store.cached(key)
+        assert live is not None
+        before = list(live["metadata"].get("finalizers", []))
+        after = change(before)
+        if after == before:
+            return
+        self._request("update", crd, key)
+        if self.store.cached(key) is not None:
+            self.store.set_finalizers(crd, key, after)
+
+    def _update_status(self, crd: CRD, key: ObjKey, status: JSON) -> None:
+        """AtomicStatusUpdate: GET the live object (404: gone, nothing to do), UPDATE /status
+        when the status differs from the stored one (compared before the server prunes it)."""
+        if not self._request("get", crd, key):
+            return
+        live = self.store.cached(key)
+        assert live is not None
+        if live.get("status") == status:
+            return
+        self._request("update-status", crd, key)
+        if self.store.cached(key) is not None:
+            self.store.write_status(crd, key, status)
+
     # ------------------------------------------------------------------ hooks
 
     def _call(self, ctl: Controller, hook: Hook, request: JSON,
@@ -249,9 +344,10 @@ class Driver:
         text: Any = None
         try:
             try:
-                resp = self._session.post(hook.url, data=body,
-                                          timeout=(hook.timeout, hook.timeout),
-                                          headers={"Content-Type": "application/json"})
+                with self._unlocked():
+                    resp = self._session.post(hook.url, data=body,
+                                              timeout=(hook.timeout, hook.timeout),
+                                              headers={"Content-Type": "application/json"})
             except requests.RequestException as exc:
                 raise HookError(f"http error: Post {hook.url!r}: {exc}") from exc
             status_code, content = resp.status_code, resp.content
@@ -357,9 +453,10 @@ class Driver:
         finalizers = list(parent["metadata"].get("finalizers", []))
         if finalize is not None and ctl.finalizer not in finalizers \
                 and not parent["metadata"].get("deletionTimestamp"):
-            self.store.set_finalizers(crd, key, [*finalizers, ctl.finalizer])
+            self._update_finalizers(crd, key, lambda fs: fs if ctl.finalizer in fs
+                                    else [*fs, ctl.finalizer])
         elif finalize is None and ctl.finalizer in finalizers:
-            self.store.set_finalizers(crd, key, [f for f in finalizers if f != ctl.finalizer])
+            self._update_finalizers(crd, key, lambda fs: [f for f in fs if f != ctl.finalizer])
         parent = self.store.cached(key)
         if parent is None:
             return
@@ -382,22 +479,18 @@ class Driver:
         if resync > 0:
             self._enqueue(ctl, namespace, name, float(resync))
         if response.get("finalized"):
-            live = self.store.cached(key)
-            if live is not None and ctl.finalizer in live["metadata"].get("finalizers", []):
-                self.store.set_finalizers(crd, key, [f for f in live["metadata"]["finalizers"]
-                                                if f != ctl.finalizer])
+            self._update_finalizers(crd, key, lambda fs: [f for f in fs if f != ctl.finalizer])
         manage_error = None
         if response.get("children"):
             manage_error = HookError(f"can't reconcile children for {crd.kind} "
                                      f"{namespace}/{name}: no child resources are declared")
         status = dict(response.get("status") or {})
         status["observedGeneration"] = generation
-        if self.store.cached(key) is not None:  # else: deleted meanwhile, NotFound is swallowed
-            try:
-                self.store.write_status(crd, key, status)
-            except InvalidError as exc:
-                raise HookError(f"can't update status for {crd.kind} {namespace}/{name}: "
-                                f"{crd.kind}.{crd.group} {name!r} is invalid: {exc}") from exc
+        try:
+            self._update_status(crd, key, status)  # a 404 (deleted meanwhile) is swallowed
+        except InvalidError as exc:
+            raise HookError(f"can't update status for {crd.kind} {namespace}/{name}: "
+                            f"{crd.kind}.{crd.group} {name!r} is invalid: {exc}") from exc
         if manage_error is not None:
             raise manage_error
 
@@ -473,10 +566,75 @@ class Driver:
         self._process(self.controllers[ctl_name], item)
         return True
 
+    # ------------------------------------------------------------------ workers
+
+    def _done(self, ctl_name: str, item: tuple[str, str]) -> None:
+        queue = self._queues[ctl_name]
+        queue.processing.discard(item)
+        if item in queue.dirty:
+            queue.dirty.discard(item)
+            self._ready(queue, item)
+
+    def _run_workers(self, done: Callable[[], bool], deadline: float) -> bool:
+        """``self.workers`` threads per controller take items as they become due until
+        ``done()`` (checked every 20 ms) or the clock passes ``deadline``."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def take(ctl_name: str) -> tuple[str, str] | None:
+            queue = self._queues[ctl_name]
+            heads = sorted((seq, item) for item, seq in queue.ready.items())
+            if not heads:
+                return None
+            item = heads[0][1]
+            del queue.ready[item]
+            queue.processing.add(item)
+            return item
+
+        def worker(ctl_name: str) -> None:
+            try:
+                while not stop.is_set():
+                    with self._lock:
+                        self._promote_due()
+                        item = take(ctl_name)
+                        if item is not None:
+                            try:
+                                self._process(self.controllers[ctl_name], item)
+                            finally:
+                                self._done(ctl_name, item)
+                            continue
+                    stop.wait(0.005)
+            except BaseException as exc:  # surfaced on the caller's thread
+                errors.append(exc)
+                stop.set()
+
+        threads = [threading.Thread(target=worker, args=(name,), daemon=True,
+                                    name=f"metacontroller-{name}-{i}")
+                   for name in self.controllers for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        try:
+            while not errors:
+                with self._lock:
+                    if done():
+                        return True
+                if self.clock.now() >= deadline:
+                    return False
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        raise errors[0]
+
     def run_until(self, predicate: Callable[[], bool], timeout: float = 60.0,
                   max_steps: int = 10_000) -> None:
         """Run until ``predicate()`` holds; TimeoutError after ``timeout`` clock seconds."""
         deadline = self.clock.now() + timeout
+        if self.workers > 1:
+            if self._run_workers(predicate, deadline):
+                return
+            raise self._timed_out(timeout)
         for _ in range(max_steps):
             if predicate():
                 return
@@ -484,8 +642,11 @@ class Driver:
                 break
         if predicate():
             return
-        raise TimeoutError(f"condition not met within {timeout}s; last calls: "
-                           f"{[(c.hook, c.status_code, c.error) for c in self.hook_calls[-5:]]}")
+        raise self._timed_out(timeout)
+
+    def _timed_out(self, timeout: float) -> TimeoutError:
+        return TimeoutError(f"condition not met within {timeout}s; last calls: "
+                            f"{[(c.hook, c.status_code, c.error) for c in self.hook_calls[-5:]]}")
 
     def run_until_steady(self, max_steps: int = 200) -> int:
         """Process everything due now, without advancing the clock. HotLoopError if it never ends.
@@ -502,6 +663,9 @@ class Driver:
     def run_for(self, seconds: float, max_steps: int = 10_000) -> None:
         """Let ``seconds`` of clock time pass, processing everything scheduled meanwhile."""
         deadline = self.clock.now() + seconds
+        if self.workers > 1:
+            self._run_workers(lambda: False, deadline)
+            return
         for _ in range(max_steps):
             if not self.step(until=deadline) and self.clock.now() >= deadline:
                 return

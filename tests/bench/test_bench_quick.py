@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLOTS = ("bench-throughput.png", "bench-scale.png", "bench-dead-ie.png", "bench-ieapi.png",
-         "bench-e2e.png")
+         "bench-e2e.png", "bench-burst.png")
 
 
 @pytest.mark.slow
@@ -28,7 +28,7 @@ def test_quick_bench_writes_page_plots_and_sane_numbers(tmp_path: Path, dockerd:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     page = (tmp_path / "benchmarks.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in page
     for plot in PLOTS:
         assert (tmp_path / "img" / plot).stat().st_size > 10_000, plot
@@ -61,3 +61,20 @@ def test_quick_bench_writes_page_plots_and_sane_numbers(tmp_path: Path, dockerd:
     e2e = res["e2e"]
     assert len(e2e["latencies_ms"]) == e2e["applies"] > 0
     assert 0 < e2e["p50_ms"] < 30_000
+
+    burst = res["burst"]
+    for part in ("service", "burst"):
+        floor = burst["floor"][part]
+        assert 0 < floor["seconds_to_all_running"] < 600
+        assert 0 < floor["seconds_to_all_gone"] < 600
+    assert set(burst["runs"]) == {"defaults", "shipped"}
+    for run in burst["runs"].values():
+        for part in ("service", "burst"):
+            r = run[part]
+            assert len(r["running_over_time"]) == r["scds"] > 0
+            assert r["containers_left"] == 0
+            # the floor the intent-first rule leaves (tests/e2e/test_api_budget.py)
+            assert r["apply"]["writes_max"] == 3
+            assert r["delete"]["writes_max"] == 1
+            assert r["apply"]["requests_mean"] >= 6
+    assert burst["runs"]["defaults"]["flags"]["qps"] == 5

@@ -23,8 +23,10 @@ from testbed.metacontroller import (
     Driver,
     HotLoopError,
     InvalidError,
+    RealClock,
     SimulatedClock,
 )
+from testbed.ratelimit import TokenBucket
 
 JSON = dict[str, Any]
 Answer = tuple[int, Any] | tuple[int, Any, dict[str, str]]
@@ -543,3 +545,82 @@ def test_run_until_times_out(hooks: FakeHooks, driver: Driver) -> None:
     with pytest.raises(TimeoutError):
         driver.run_until(lambda: False, timeout=100)
     assert driver.clock.now() >= 1_700_000_000.0 + 100
+
+
+# ----------------------------------------------------------------------- the API rate limit
+
+
+def test_token_bucket_is_client_gos() -> None:
+    """Starts full, then one token per 1/qps; a waiting caller's token is owed (others queue
+    behind it); idle time refills up to the burst only."""
+    bucket = TokenBucket(qps=5, burst=10)
+    assert [bucket.reserve(100.0) for _ in range(10)] == [0.0] * 10
+    assert bucket.reserve(100.0) == pytest.approx(0.2)
+    assert bucket.reserve(100.0) == pytest.approx(0.4)
+    assert bucket.reserve(101.0) == pytest.approx(0.0)   # 5 more came; 2 were owed
+    assert bucket.reserve(101.0) == pytest.approx(0.0)
+    assert bucket.reserve(101.0) == pytest.approx(0.0)
+    assert bucket.reserve(101.0) == pytest.approx(0.2)
+    assert [bucket.reserve(1000.0) for _ in range(10)] == [0.0] * 10  # no more than the burst
+    assert bucket.reserve(1000.0) > 0
+    assert TokenBucket(qps=0).reserve(0.0) == 0.0  # off
+
+
+def test_every_request_spends_a_token(hooks: FakeHooks) -> None:
+    """An SCD's first sync: finalizer GET+UPDATE, status GET+UPDATE. With one token a second,
+    the clock moves on by the waits; the same status again costs its GET only."""
+    clock = SimulatedClock(1_700_000_000.0)
+    with Driver(hooks.url, clock=clock, rate_limit=TokenBucket(qps=1, burst=1)) as driver:
+        driver.apply(scd())
+        start = clock.now()
+        driver.run_until_steady()
+        log = [(r.verb, r.kind, r.name) for r in driver.api_requests]
+        scd_kind = "ServiceComponentDocker"
+        assert log == [("get", scd_kind, "svc-a"), ("update", scd_kind, "svc-a"),
+                       ("get", scd_kind, "svc-a"), ("update-status", scd_kind, "svc-a")]
+        assert [r.waited for r in driver.api_requests] == [0.0, 1.0, 1.0, 1.0]
+        assert clock.now() - start == pytest.approx(3.0)
+        period = driver.controller_for(scd_kind).resync_period
+        assert period is not None
+        driver.run_for(period + 1)  # the period brings a sync; the same status: a GET only
+        assert [r.verb for r in driver.api_requests[4:]] == ["get"]
+        driver.delete(scd_kind, "svc-a")
+        mark = len(driver.api_requests)
+        driver.run_until(lambda: driver.get(scd_kind, "svc-a") is None)
+        assert [(r.verb, r.found) for r in driver.api_requests[mark:]] == [
+            ("get", True), ("update", True), ("get", False)]
+
+
+def test_workers_sync_several_parents_at_once(hooks: FakeHooks) -> None:
+    """``workers=N``: up to N syncs of one controller at a time, never one parent twice."""
+    lock = threading.Lock()
+    running: dict[str, int] = {}
+    peak = {"all": 0, "one": 0}
+
+    def slow_sync(body: JSON) -> Answer:
+        name = body["parent"]["metadata"]["name"]
+        with lock:
+            running[name] = running.get(name, 0) + 1
+            peak["all"] = max(peak["all"], sum(running.values()))
+            peak["one"] = max(peak["one"], running[name])
+        time.sleep(0.3)
+        with lock:
+            running[name] -= 1
+        return 200, {"status": {"phase": "Running"}}
+
+    hooks.scripts["/scd/sync"] = slow_sync
+    names = [f"svc-{i}" for i in range(8)]
+    with Driver(hooks.url, clock=RealClock(), workers=4,
+                rate_limit=TokenBucket(qps=0)) as driver:
+        for name in names:
+            driver.apply(scd(name))
+        driver.apply(scd("svc-0", image="busybox:2"))  # queued again while it may be syncing
+        driver.run_until(lambda: all(
+            (driver.get("scd", n) or {}).get("status", {}).get("phase") == "Running"
+            and (driver.get("scd", n) or {}).get("status", {}).get("observedGeneration")
+            == (driver.get("scd", n) or {})["metadata"]["generation"] for n in names),
+            timeout=30)
+    assert peak["all"] == 4
+    assert peak["one"] == 1
+    with pytest.raises(ValueError, match="RealClock"):
+        Driver(hooks.url, workers=2)
