@@ -35,13 +35,15 @@ SLEEP = [{"key": "sleep"}, {"key": "3600"}]
 
 @dataclass(frozen=True)
 class Plan:
-    service: int   # components of one service on one IE
-    burst: int     # SCDs over two IEs
+    service: int        # components of one service on one IE
+    burst: int          # SCDs over two IEs
+    burst_service: int  # components per service in the burst (services of one IE each)
     timeout: float
 
 
-FULL = Plan(service=50, burst=200, timeout=900)
-QUICK = Plan(service=4, burst=8, timeout=120)
+FULL = Plan(service=50, burst=200, burst_service=10, timeout=900)
+QUICK = Plan(service=4, burst=8, burst_service=2, timeout=120)
+FLOOR_TIMEOUT = 600.0
 
 
 def production_hooks_env() -> dict[str, str]:
@@ -57,21 +59,41 @@ def production_hooks_env() -> dict[str, str]:
 # --------------------------------------------------------------------------- ieapi's floor
 
 
-def _floor(ies: list[IE], count: int, image: str, prefix: str) -> dict[str, Any]:
+def _floor(ies: list[IE], count: int, *, image: str, prefix: str,
+           service_size: int) -> dict[str, Any]:
     """All PUTs at once (one thread each) straight to the IEs' APIs, until every container
-    runs; then all DELETEs at once."""
+    runs; then all DELETEs at once. Same IEs and services as the SCDs of the burst."""
     clients = [ViaApi(ie.url, ie.token, image) for ie in ies]
     names = [f"floor-{prefix}-{i:03d}" for i in range(count)]
 
     def client(i: int) -> ViaApi:
         return clients[i % len(clients)]
 
+    def service_of(i: int) -> str:
+        return f"{i % len(clients)}-{i // (len(clients) * service_size)}"
+
     def create(i: int) -> float:
-        answer = client(i).create(names[i], f"floor-{prefix}-{i % len(clients)}")
-        while answer["state"] != "running":
+        way = client(i)
+        spec = {"image": image, "cliArgs": SLEEP, "service": f"floor-{prefix}-{service_of(i)}",
+                "alias": names[i]}
+        # A long client timeout: the floor is what ieapi can do, however long it queues.
+        answer = way.session.put(f"{way.url}/v1/containers/{names[i]}", json=spec,
+                                 timeout=FLOOR_TIMEOUT)
+        if answer.status_code != 201:
+            raise RuntimeError(f"PUT {names[i]}: {answer.status_code} {answer.text}")
+        state = answer.json()["state"]
+        while state != "running":
             time.sleep(0.05)
-            answer = client(i).inspect(names[i])
+            state = way.session.get(f"{way.url}/v1/containers/{names[i]}",
+                                    timeout=FLOOR_TIMEOUT).json()["state"]
         return time.perf_counter()
+
+    def remove(i: int) -> None:
+        way = client(i)
+        answer = way.session.delete(f"{way.url}/v1/containers/{names[i]}",
+                                    timeout=FLOOR_TIMEOUT)
+        if answer.status_code != 200 or not answer.json().get("deleted"):
+            raise RuntimeError(f"DELETE {names[i]}: {answer.status_code} {answer.text}")
 
     try:
         started_create = time.perf_counter()
@@ -80,12 +102,13 @@ def _floor(ies: list[IE], count: int, image: str, prefix: str) -> dict[str, Any]
         running = time.perf_counter() - started_create
         started = time.perf_counter()
         with ThreadPoolExecutor(count) as pool:
-            list(pool.map(lambda i: client(i).remove(names[i]), range(count)))
+            list(pool.map(remove, range(count)))
         gone = time.perf_counter() - started
     finally:
         for c in clients:
             c.session.close()
-    return {"containers": count, "ies": len(ies), "seconds_to_all_running": round(running, 2),
+    return {"containers": count, "ies": len(ies), "service_size": service_size,
+            "seconds_to_all_running": round(running, 2),
             "seconds_to_all_gone": round(gone, 2),
             "running_over_time": sorted(round(t - started_create, 3) for t in done)}
 
@@ -125,7 +148,8 @@ class _Progress:
 
 
 def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image: str,
-              prefix: str, timeout: float, log: Callable[[str], None]) -> dict[str, Any]:
+              prefix: str, service_size: int, timeout: float,
+              log: Callable[[str], None]) -> dict[str, Any]:
     names = [f"{prefix}-{i:03d}" for i in range(count)]
     mark = len(driver.api_requests)
     progress = _Progress(driver, names)
@@ -135,8 +159,8 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
         stack.orion.create_entity(f"urn:ngsi-ld:Service:1:Component:{name}", "ServiceComponent")
     for i, name in enumerate(names):
         ie = ies[i % len(ies)]
-        driver.apply(Stack.scd(name, ie, image, service=f"urn_ngsi-ld_Service_{prefix}{ie.name}",
-                               cliArgs=SLEEP))
+        service = f"urn_ngsi-ld_Service_{prefix}{i % len(ies)}-{i // (len(ies) * service_size)}"
+        driver.apply(Stack.scd(name, ie, image, service=service, cliArgs=SLEEP))
     driver.run_until(progress.all_running, timeout=timeout)
     running = time.perf_counter() - started
     applied = driver.api_requests[mark:]
@@ -149,7 +173,8 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
     deleted = driver.api_requests[mark:]
     leaked = sum(len(ie.containers(stack.client)) for ie in ies)
     out: dict[str, Any] = {
-           "scds": count, "ies": len(ies), "seconds_to_all_running": round(running, 2),
+           "scds": count, "ies": len(ies), "service_size": service_size,
+           "seconds_to_all_running": round(running, 2),
            "seconds_to_all_gone": round(gone, 2),
            "running_over_time": sorted(round(t - started_wall, 3)
                                        for t in progress.running_at.values()),
@@ -175,9 +200,9 @@ def _with_flags(stack: Stack, ies: list[IE], flags: MetacontrollerFlags, *, imag
             .get("apiReady") for ie in ies), timeout=60)
         load = machine.load_average()
         service = _scenario(stack, driver, ies[:1], plan.service, image=image, prefix="svc",
-                            timeout=plan.timeout, log=log)
+                            service_size=plan.service, timeout=plan.timeout, log=log)
         burst = _scenario(stack, driver, ies, plan.burst, image=image, prefix="burst",
-                          timeout=plan.timeout, log=log)
+                          service_size=plan.burst_service, timeout=plan.timeout, log=log)
     finally:
         driver.close()
     return {"flags": asdict(flags), "load_average_start": load, "service": service,
@@ -192,8 +217,10 @@ def run(workdir: Path, docker_host: str, image: str, plan: Plan,
     with Stack(workdir, docker_host, clock=RealClock(),
                hooks_env=out["hooks_env"]) as stack:
         ies = [stack.add_ie("edge-1"), stack.add_ie("edge-2")]
-        floor_service = _floor(ies[:1], plan.service, image, "svc")
-        floor_burst = _floor(ies, plan.burst, image, "burst")
+        floor_service = _floor(ies[:1], plan.service, image=image, prefix="svc",
+                               service_size=plan.service)
+        floor_burst = _floor(ies, plan.burst, image=image, prefix="burst",
+                             service_size=plan.burst_service)
         out["floor"] = {"service": floor_service, "burst": floor_burst}
         log(f"  ieapi floor: {plan.service} containers running after "
             f"{floor_service['seconds_to_all_running']} s (gone after "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.ratelimit import ApiRequest, requests_for
-from testbed.stack import IE, Stack
+from testbed.stack import FAST_HOOKS_ENV, IE, Stack
 from tests.e2e.helpers import SCD_KIND, entity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -49,6 +49,11 @@ def test_one_scd_costs_six_requests_to_running_and_three_to_gone(
 
     driver.run_for(5)  # nothing more until the steady resync
     assert len(requests_for(driver.api_requests, "web", mark)) == len(applied)
+    # Steady resyncs: the same status, so a GET each and no write (a status the API server
+    # prunes or defaults into something else would cost an UPDATE every time).
+    driver.run_for(float(FAST_HOOKS_ENV["LLO_RESYNC_STEADY_SECONDS"]) * 2 + 1)
+    steady = requests_for(driver.api_requests, "web", mark)[len(applied):]
+    assert _verbs(steady) == ["get"] * 2
 
     mark = len(driver.api_requests)
     driver.delete(SCD_KIND, "web")
