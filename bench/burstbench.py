@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import docker.errors
 
 from bench import machine
 from bench.ieapibench import ViaApi
@@ -151,7 +154,7 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
               prefix: str, service_size: int, timeout: float,
               log: Callable[[str], None]) -> dict[str, Any]:
     names = [f"{prefix}-{i:03d}" for i in range(count)]
-    mark = len(driver.api_requests)
+    mark, writes_mark = len(driver.api_requests), len(driver.status_writes)
     progress = _Progress(driver, names)
     started_wall, started = time.time(), time.perf_counter()
     assert stack.orion is not None
@@ -164,6 +167,8 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
     driver.run_until(progress.all_running, timeout=timeout)
     running = time.perf_counter() - started
     applied = driver.api_requests[mark:]
+    reasons = Counter(w.status.get("reason") for w in driver.status_writes[writes_mark:]
+                      if w.kind == SCD and w.name in progress.names)
     mark = len(driver.api_requests)
     started = time.perf_counter()
     for name in names:
@@ -181,7 +186,8 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
            "apply": _per_scd(applied, names), "delete": _per_scd(deleted, names),
            "requests_during_apply": len(applied), "requests_during_delete": len(deleted),
            "token_wait_seconds_apply": round(sum(r.waited for r in applied), 1),
-           "containers_left": leaked}
+           "containers_left": leaked,
+           "status_write_reasons_to_running": dict(reasons.most_common())}
     log(f"    {count} SCDs on {len(ies)} IE(s): all Running after {out['seconds_to_all_running']}"
         f" s, all gone after {out['seconds_to_all_gone']} s; per SCD "
         f"{out['apply']['requests_mean']} requests ({out['apply']['writes_mean']} writes) to "
@@ -214,8 +220,8 @@ def run(workdir: Path, docker_host: str, image: str, plan: Plan,
     out: dict[str, Any] = {"date": machine.describe()["date"],
                            "load_average_start": machine.load_average(),
                            "hooks_env": production_hooks_env()}
-    with Stack(workdir, docker_host, clock=RealClock(),
-               hooks_env=out["hooks_env"]) as stack:
+    stack = Stack(workdir, docker_host, clock=RealClock(), hooks_env=out["hooks_env"])
+    try:
         ies = [stack.add_ie("edge-1"), stack.add_ie("edge-2")]
         floor_service = _floor(ies[:1], plan.service, image=image, prefix="svc",
                                service_size=plan.service)
@@ -230,5 +236,11 @@ def run(workdir: Path, docker_host: str, image: str, plan: Plan,
         for label, flags in (("defaults", DEFAULTS), ("shipped", shipped())):
             log(f"  Metacontroller {label}: {flags.describe()}")
             out["runs"][label] = _with_flags(stack, ies, flags, image=image, plan=plan, log=log)
+    finally:
+        try:
+            stack.close()
+        except docker.errors.APIError as exc:  # the results stand; say what was left
+            log(f"  cleanup: {exc}")
+            out["cleanup_error"] = str(exc)
     out["load_average_end"] = machine.load_average()
     return out

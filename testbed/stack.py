@@ -11,8 +11,9 @@ container prefix, so each sees only its own containers, exactly as on separate m
 
 from __future__ import annotations
 
+import functools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,14 +181,24 @@ class Stack:
         return (die.get("status") or {}).get("apiReady") is True
 
     def close(self) -> None:
-        self.driver.close()
+        """Stop everything, every step even when an earlier one failed (e.g. dockerd refusing
+        to remove a network it still lists an endpoint on): no process may outlive the stack.
+        The first failure is raised at the end."""
+        steps: list[Callable[[], object]] = [self.driver.close]
         for ie in self.ies.values():
-            ie.stop()
-            remove_managed(self.client, ie.instance_id)
-        self.stop_hooks()
+            steps += [ie.stop, functools.partial(remove_managed, self.client, ie.instance_id)]
+        steps.append(self.stop_hooks)
         if self.orion is not None:
-            self.orion.close()
-        self.client.close()
+            steps.append(self.orion.close)
+        steps.append(self.client.close)
+        failures: list[Exception] = []
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def __enter__(self) -> Stack:
         return self

@@ -73,8 +73,9 @@ def test_quick_bench_writes_page_plots_and_sane_numbers(tmp_path: Path, dockerd:
             r = run[part]
             assert len(r["running_over_time"]) == r["scds"] > 0
             assert r["containers_left"] == 0
-            # the floor the intent-first rule leaves (tests/e2e/test_api_budget.py)
-            assert r["apply"]["writes_max"] == 3
-            assert r["delete"]["writes_max"] == 1
+            # About the floor the intent-first rule leaves (pinned exactly, on one worker, in
+            # tests/e2e/test_api_budget.py); a loaded machine may add a retry here and there.
+            assert 3 <= r["apply"]["writes_mean"] < 4
+            assert 1 <= r["delete"]["writes_mean"] < 2
             assert r["apply"]["requests_mean"] >= 6
     assert burst["runs"]["defaults"]["flags"]["qps"] == 5

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from hooks import resources
 from hooks.protocol import CustomizeRequest, SyncRequest
+from ieapi import gunicorn_conf as ieapi_gunicorn
 from testbed.crdschema import apply_schema
 from testbed.manifests import (
     FINALIZER_PREFIX,
@@ -486,12 +487,12 @@ def test_metacontroller_overlay_sets_the_flags_sized_for_the_hooks(tmp_path: Pat
     assert flags == shipped()  # what the driver and the benchmark run with
     assert {a.split("=")[0] for a in args[2:]} == {"--client-go-qps", "--client-go-burst",
                                                   "--workers"}
-    # Workers: one hooks replica's threads (each sync holds one while it calls an IE).
+    # Workers: no more than one IE API serves at once (a create holds one of its threads), and
+    # both controllers' syncs fit in one hooks replica (each holds a hook thread).
     settings = pytest.importorskip("hooks.settings").Settings()
-    hook_threads = settings.workers * settings.threads
-    assert flags.workers == hook_threads
-    replicas = _yaml(MANIFESTS / "deployment.yaml")["spec"]["replicas"]
-    assert 2 * flags.workers <= replicas * hook_threads  # both controllers fit in the replicas
+    assert flags.workers <= int(ieapi_gunicorn.threads)
+    assert 2 * flags.workers <= settings.workers * settings.threads
+    assert flags.workers > DEFAULTS.workers
     # The API budget: well above the defaults, and a burst at least twice the rate.
     assert flags.qps >= 10 * DEFAULTS.qps
     assert flags.burst >= 2 * flags.qps
