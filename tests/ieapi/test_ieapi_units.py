@@ -9,7 +9,6 @@ import docker.errors
 import pytest
 from pydantic import ValidationError
 
-from ieapi.api import field_path, invalid_request_from
 from ieapi.auth import TokenSource
 from ieapi.contract import LABEL_NAME, LABEL_SPEC_HASH, ContainerSpec, ContainerState
 from ieapi.desired import WARNING_ALIAS_WITHOUT_SERVICE, auth_config, network_name, plan
@@ -24,6 +23,7 @@ from ieapi.errors import (
     from_api_error,
 )
 from ieapi.observe import docker_time, network_of, status_from_inspect
+from ieapi.service import field_path, invalid_request_from
 from ieapi.settings import Settings, SettingsError
 
 # --------------------------------------------------------------------------- settings
