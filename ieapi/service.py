@@ -10,7 +10,6 @@ are raised as `IEApiError`, which each transport renders as an `ErrorBody`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
@@ -23,22 +22,9 @@ from ieapi.contract import (
 )
 from ieapi.engine import Engine
 from ieapi.errors import InvalidRequestError, NotFoundError
+from ieapi.natswire import Operation
 
 _MAX_REPORTED_ERRORS = 10
-
-
-class Operation(StrEnum):
-    """Every operation of the IE contract; the value is its name on the NATS subject."""
-
-    INFO = "info"
-    LIST = "list"
-    ENSURE = "ensure"
-    GET = "get"
-    DELETE = "delete"
-
-    @property
-    def takes_name(self) -> bool:
-        return self in (Operation.ENSURE, Operation.GET, Operation.DELETE)
 
 
 @dataclass(frozen=True)

