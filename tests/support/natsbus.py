@@ -17,16 +17,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from hooks.errors import HookError
 from hooks.ienats import NatsRequester
 from ieapi.natsauth import NatsIdentity, new_user_nkey
 from ieapi.natsconfig import Credential, server_config
-from ieapi.natswire import Answer, Operation, request_headers, subject
+from ieapi.natswire import Answer, Operation, ie_subjects, request_headers, subject
 from tests.security.pki import ServerPKI
 from tests.support.procs import RUNNING, ServerProcess, free_port, server_env, start_server
+from tests.support.stack import IE, Stack
 
 
 def nats_server_binary() -> str | None:
@@ -133,8 +138,10 @@ class NatsServer:
 
 
 def start_agent(*, nats: NatsServer, die_name: str, identity: NatsIdentity, log_path: Path,
-                env: dict[str, str], timeout: float = 30.0) -> ServerProcess:
-    """`python -m ieapi.agent` for one IE, returned once it answers `info` over NATS."""
+                env: dict[str, str], timeout: float = 30.0,
+                wait_for_info: bool = True) -> ServerProcess:
+    """`python -m ieapi.agent` for one IE, returned once it answers `info` over NATS (or,
+    without `wait_for_info`, once the server lists its subscription)."""
     agent_env = {
         "IEAPI_NATS_URL": nats.url,
         "IEAPI_NATS_IE": die_name,
@@ -159,7 +166,10 @@ def start_agent(*, nats: NatsServer, die_name: str, identity: NatsIdentity, log_
                            log_path=log_path, process=process)
     RUNNING.append(server)
     try:
-        wait_answering(nats, die_name, server, timeout)
+        if wait_for_info:
+            wait_answering(nats, die_name, server, timeout)
+        else:
+            wait_subscribed(nats, die_name, server, timeout)
     except BaseException:
         server.stop()
         raise
@@ -187,9 +197,76 @@ def wait_answering(nats: NatsServer, die_name: str, server: ServerProcess,
         requester.close()
 
 
+def wait_subscribed(nats: NatsServer, die_name: str, server: ServerProcess,
+                    timeout: float) -> None:
+    """Poll the server's monitoring endpoint until some connection subscribes to the IE's
+    subjects (readiness without asking the agent anything)."""
+    wanted = ie_subjects("llo.ie", die_name)
+    url = f"http://127.0.0.1:{nats.monitor_port}/subsz?subs=1"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"agent exited with {server.process.returncode}:\n"
+                               f"{server.log_tail()}")
+        found = requests.get(url, timeout=5).json().get("subscriptions_list") or []
+        if any(sub.get("subject") == wanted for sub in found):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"agent for {die_name} not subscribed within {timeout}s:\n"
+                       f"{server.log_tail()}")
+
+
 def request(requester: NatsRequester, nats: NatsServer, die_name: str, operation: Operation,
             name: str | None = None, *, body: bytes = b"", timeout: float = 5.0) -> Answer:
     """One contract request as the hooks send it (HookError when it cannot be answered)."""
     return requester.request(nats.url, subject("llo.ie", die_name, operation),
                              request_headers(operation, name), body, timeout=timeout,
                              what=f"{operation.value} on {die_name}")
+
+
+@dataclass
+class NatsIE(IE):
+    """An IE reached over NATS: its agent (not an HTTP server) over the stack's dockerd, and a
+    DIE whose `spec.api.url` is the NATS server's URL."""
+
+    bus: NatsServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.bus is not None
+        return self.bus.url
+
+    def start(self, *, wait_for_info: bool = True) -> NatsIE:
+        assert self.bus is not None
+        env = {
+            "IEAPI_IE_ID": self.ie_id,
+            "IEAPI_HOSTNAME": self.name,
+            "IEAPI_INSTANCE_ID": self.instance_id,
+            "IEAPI_CONTAINER_PREFIX": self.prefix,
+            "IEAPI_STOP_TIMEOUT_SECONDS": "2",
+            "DOCKER_HOST": self.docker_host,
+            **self.env,
+        }
+        identity = self.bus.ie_identities.get(self.name) or self.bus.add_ie(self.name)
+        self.server = start_agent(nats=self.bus, die_name=self.name, identity=identity,
+                                  log_path=self.log_path, env=env, wait_for_info=wait_for_info)
+        return self
+
+
+def add_nats_ie(stack: Stack, bus: NatsServer, name: str, *, start: bool = True,
+                env: Mapping[str, str] | None = None) -> NatsIE:
+    """Like `Stack.add_ie`, for an IE whose agent dials out to `bus`."""
+    suffix = secrets.token_hex(3)
+    ie = NatsIE(name=name, ie_id=f"urn:ngsi-ld:InfrastructureElement:{name}", token="",
+                instance_id=f"{name}-{suffix}", prefix=f"t{suffix}", port=0,
+                log_path=stack.workdir / f"agent-{name}.log", docker_host=stack.docker_host,
+                env=dict(env or {}), bus=bus)
+    stack.ies[name] = ie
+    return ie.start() if start else ie
+
+
+def add_ready_nats_ie(stack: Stack, bus: NatsServer, name: str, **kwargs: Any) -> NatsIE:
+    ie = add_nats_ie(stack, bus, name, **kwargs)
+    stack.driver.apply(ie.die())
+    stack.driver.run_until(lambda: stack.die_ready(name), timeout=30)
+    return ie
