@@ -1,4 +1,4 @@
-"""Fixtures of the NATS tier: a real nats-server per module (tests/support/natsbus.py)."""
+"""Fixtures of the NATS tier: a real nats-server per module (testbed/natsbus.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.natsbus import NatsServer, nats_server_binary
+from testbed.natsbus import NatsServer, nats_server_binary
 
 
 @pytest.fixture(scope="module")

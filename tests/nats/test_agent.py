@@ -17,10 +17,10 @@ import requests
 from hooks.ienats import NatsRequester
 from ieapi.contract import ContainerList, ContainerStatus, DeleteResult, ErrorBody, IEInfo
 from ieapi.natswire import Operation, request_headers, subject
-from tests.support.dockerd import remove_managed
-from tests.support.images import BUSYBOX_TAG
-from tests.support.natsbus import NatsServer, request, start_agent
-from tests.support.procs import ServerProcess, python_module_argv, start_server
+from testbed.dockerd import remove_managed
+from testbed.images import BUSYBOX_TAG
+from testbed.natsbus import NatsServer, request, start_agent
+from testbed.procs import ServerProcess, python_module_argv, start_server
 
 pytestmark = [pytest.mark.docker]
 

@@ -11,6 +11,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from testbed.manifests import FINALIZER_PREFIX
+from testbed.natsbus import NatsServer, add_nats_ie, add_ready_nats_ie
+from testbed.stack import NAMESPACE, Stack
 from tests.e2e.helpers import (
     DIE_KIND,
     SCD_KIND,
@@ -22,9 +25,6 @@ from tests.e2e.helpers import (
 )
 from tests.migration.helpers import assert_only_on, select, start_component
 from tests.support.faults import StallServer
-from tests.support.metacontroller import FINALIZER_PREFIX
-from tests.support.natsbus import NatsServer, add_nats_ie, add_ready_nats_ie
-from tests.support.stack import NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -20,8 +20,8 @@ from hooks.ienats import NatsRequester
 from hooks.reasons import Reason
 from ieapi.natsauth import NatsIdentity
 from ieapi.natswire import Operation, request_headers, subject
+from testbed.natsbus import NatsServer, nats_server_binary, request
 from tests.security.pki import ServerPKI, make_pki
-from tests.support.natsbus import NatsServer, nats_server_binary, request
 
 A, B = "ie-a", "ie-b"
 TIMEOUT = 2.0

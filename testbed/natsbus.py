@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -29,9 +29,8 @@ from hooks.ienats import NatsRequester
 from ieapi.natsauth import NatsIdentity, new_user_nkey
 from ieapi.natsconfig import Credential, server_config
 from ieapi.natswire import Answer, Operation, ie_subjects, request_headers, subject
-from tests.security.pki import ServerPKI
-from tests.support.procs import RUNNING, ServerProcess, free_port, server_env, start_server
-from tests.support.stack import IE, Stack
+from testbed.procs import RUNNING, ServerProcess, free_port, server_env, start_server
+from testbed.stack import IE, Stack
 
 
 def nats_server_binary() -> str | None:
@@ -40,13 +39,24 @@ def nats_server_binary() -> str | None:
     return str(beside) if beside.exists() else shutil.which("nats-server")
 
 
+class TlsFiles(Protocol):
+    """A server certificate and the CA that signed it (tests/security/pki.py makes them)."""
+
+    @property
+    def ca(self) -> Path: ...
+    @property
+    def cert(self) -> Path: ...
+    @property
+    def key(self) -> Path: ...
+
+
 @dataclass
 class NatsServer:
     """One nats-server with a generated configuration. Identities are files in `workdir`
     (seeds and passwords never go into an environment variable or a command line)."""
 
     workdir: Path
-    pki: ServerPKI | None = None
+    pki: TlsFiles | None = None
     port: int = field(default_factory=free_port)
     monitor_port: int = field(default_factory=free_port)
     ies: dict[str, Credential] = field(default_factory=dict)
