@@ -1,7 +1,7 @@
 """Lint of the project's Kubernetes manifests, samples and hooks image, against the models they
 must mirror and Metacontroller's own CompositeController schema.
 
-Schema checks use the structural-schema evaluator of tests/support/crdschema.py (prune,
+Schema checks use the structural-schema evaluator of testbed/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
 prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
 tests/k8s runs the CRDs on a real API server.
@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 from hooks import resources
 from hooks.protocol import CustomizeRequest, SyncRequest
-from tests.support.crdschema import apply_schema
-from tests.support.manifests import (
+from testbed.crdschema import apply_schema
+from testbed.manifests import (
     FINALIZER_PREFIX,
     METACONTROLLER_CRDS,
     METACONTROLLER_CRDS_MISSING,

@@ -17,7 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hooks.resources import DIE_RELATED_KEY
-from tests.support.metacontroller import (
+from testbed.metacontroller import (
     FINALIZER_PREFIX,
     MANIFESTS_DIR,
     Driver,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from testbed.procs import free_port
+from testbed.stack import FAST_HOOKS_ENV, IE, Stack
 from tests.migration.helpers import (
     SLEEP,
     Recorder,
@@ -27,8 +29,6 @@ from tests.migration.helpers import (
     sync_responses,
     untag,
 )
-from tests.support.procs import free_port
-from tests.support.stack import FAST_HOOKS_ENV, IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from testbed.procs import free_port
+from testbed.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 from tests.reliability.helpers import (
     SCD_KIND,
     SLEEP,
@@ -19,8 +21,6 @@ from tests.reliability.helpers import (
     assert_hooks_answered,
     report,
 )
-from tests.support.procs import free_port
-from tests.support.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
