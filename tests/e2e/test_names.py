@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from hooks.names import container_key, dns_alias
+from testbed.stack import IE, JSON, NAMESPACE, Stack
 from tests.e2e.helpers import assert_one_container_per, container_of, delete_and_wait, finish_job
-from tests.support.stack import IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -19,13 +19,13 @@ DOTTED = "aeros-service-demo.app-component-db.v1"             # labels fit: its 
 LONG = "aeros-service-demo-app-component-" + "cache" * 8       # one 73-character label
 
 
-def _httpd(name: str, ie: IE, image: str, component: str) -> dict[str, object]:
+def _httpd(name: str, ie: IE, image: str, component: str) -> JSON:
     return Stack.scd(name, ie, image, service=SERVICE, component=component, cliArgs=[
         {"key": "httpd"}, {"key": "-f"}, {"key": "-p", "value": str(PORT)},
         {"key": "-h", "value": "/www"}])
 
 
-def _fetch(name: str, ie: IE, image: str, hosts: list[str], tries: int) -> dict[str, object]:
+def _fetch(name: str, ie: IE, image: str, hosts: list[str], tries: int) -> JSON:
     """A job that fetches every host's page; exits 0 only when all answered."""
     urls = " ".join(f"http://{h}:{PORT}/" for h in hosts)
     script = (f"for u in {urls}; do ok=1; for i in $(seq {tries}); do "
