@@ -20,9 +20,9 @@ import pytest
 import requests
 
 from ieapi import tail
+from testbed.dockerd import remove_managed
+from testbed.procs import ServerProcess, free_port, python_module_argv, running_server
 from tests.ieapi.helpers import TOKEN, eventually
-from tests.support.dockerd import remove_managed
-from tests.support.procs import ServerProcess, free_port, python_module_argv, running_server
 
 pytestmark = pytest.mark.docker
 
