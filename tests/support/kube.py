@@ -37,7 +37,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -265,9 +265,11 @@ class KubeDriver(Driver):
 
     def __init__(self, hooks_base_url: str, api: CrdApiServer, *,
                  hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
-                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None) -> None:
+                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None,
+                 secrets: Mapping[tuple[str, str], Mapping[str, str]] | None = None) -> None:
         super().__init__(hooks_base_url, clock=RealClock(), hook_timeout=hook_timeout,
-                         manifests_dir=manifests_dir, crds_dir=crds_dir, session=session)
+                         manifests_dir=manifests_dir, crds_dir=crds_dir, session=session,
+                         secrets=secrets)
         self.api = api
         self.client = KubeClient(api)
         self.pruned: list[PrunedStatus] = []

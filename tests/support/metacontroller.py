@@ -27,6 +27,14 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   empty, keyed ``Kind.group/version`` then by name (``ns/name`` for namespaced objects); sync
   request ``{controller, parent, children, related, finalizing}`` with ``children`` = ``{}``
   (no child types declared); finalize hook instead of sync once ``deletionTimestamp`` is set.
+- Hook authentication (pkg/hooks/auth.go, endpoint_config.go, webhook.go): a webhook's
+  ``authorization`` (``type``, default ``Bearer``; ``secretRef`` ``{name, namespace, key}``) is
+  resolved ONCE, when the controller is created, into the header
+  ``Authorization: <type> <TrimSpace(secret value)>`` sent on every call; ``type: Basic`` and
+  ``authorization`` together with ``basicAuth`` are refused, and so is a Secret or key that does
+  not exist (the controller does not start: :class:`ControllerError`). The driver's Secrets are
+  ``secrets`` (namespace, name) → data; by default every Secret a webhook names exists with a
+  fresh random value (the install steps create it), readable with :meth:`Driver.secret`.
 - Hook calls: POST ``application/json``; ONLY 200 is success. Anything else, a timeout (the
   manifest's ``timeout``, default 10 s, enforced on the whole exchange) or an undecodable body
   is an error: status untouched, Warning event ``SyncError`` "Sync error: ...", requeue with
@@ -58,10 +66,11 @@ import contextlib
 import copy
 import json
 import re
+import secrets as secrets_module
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -91,6 +100,10 @@ class InvalidError(ValueError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+class ControllerError(Exception):
+    """Metacontroller could not create the controller (e.g. its webhook's Secret is missing)."""
 
 
 class HookError(Exception):
@@ -279,6 +292,7 @@ class Hook:
     version: str
     timeout: float
     strict: bool
+    authorization: JSON | None = None  # the webhook's `authorization`, as written
 
 
 @dataclass(frozen=True)
@@ -319,7 +333,11 @@ def load_controllers(base_url: str, crds: dict[str, CRD], directory: Path = MANI
                     else DEFAULT_HOOK_TIMEOUT
                 mode = webhook.get("responseUnMarshallMode")
                 hooks[name] = Hook(name, url, version, hook_timeout or timeout,
-                                   strict=mode == "strict" if mode else version == "v2")
+                                   strict=mode == "strict" if mode else version == "v2",
+                                   authorization=webhook.get("authorization"))
+                if webhook.get("authorization") and webhook.get("basicAuth"):
+                    raise ControllerError(f"{path.name}: {name} hook: authorization and "
+                                          "basicAuth are mutually exclusive")
             period = spec.get("resyncPeriodSeconds")
             controllers.append(Controller(
                 name=doc["metadata"]["name"], crd=crd, hooks=hooks,
@@ -327,6 +345,30 @@ def load_controllers(base_url: str, crds: dict[str, CRD], directory: Path = MANI
                 ignore_status_changes=bool(parent.get("ignoreStatusChanges", False)),
                 manifest=doc))
     return controllers
+
+
+def _resolve_authorization(hook: Hook,
+                           secrets: Mapping[tuple[str, str], Mapping[str, str]]) -> str | None:
+    """The Authorization header of a webhook, as Metacontroller's ResolveAuthorization builds it
+    when the controller is created."""
+    spec = hook.authorization
+    if not spec:
+        return None
+    kind = str(spec.get("type") or "").strip()
+    if kind.lower() == "basic":
+        raise ControllerError(f"{hook.name} hook: authorization type {kind!r} is not "
+                              "supported; use the basicAuth field instead")
+    ref = spec["secretRef"]
+    where = f"{ref['namespace']}/{ref['name']}"
+    data = secrets.get((ref["namespace"], ref["name"]))
+    if data is None:
+        raise ControllerError(f"can't resolve endpoint config for {hook.name} hook: can't "
+                              f"get authorization secret {where}: not found")
+    if ref["key"] not in data:
+        raise ControllerError(f"can't resolve endpoint config for {hook.name} hook: "
+                              f"authorization secret {where} does not contain key "
+                              f"{ref['key']!r}")
+    return f"{kind or 'Bearer'} {data[ref['key']].strip()}"
 
 
 # =========================================================================== strict decoding
@@ -567,11 +609,16 @@ class Driver:
 
     def __init__(self, hooks_base_url: str, *, clock: Clock | None = None,
                  hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
-                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None) -> None:
+                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None,
+                 secrets: Mapping[tuple[str, str], Mapping[str, str]] | None = None) -> None:
         self.clock: Clock = clock or SimulatedClock()
         self.crds = load_crds(crds_dir)
         self.controllers = {c.name: c for c in load_controllers(
             hooks_base_url, self.crds, manifests_dir, hook_timeout)}
+        self.secrets = ({k: dict(v) for k, v in secrets.items()} if secrets is not None
+                        else self._install_secrets())
+        self._auth_headers = {(c.name, h.name): _resolve_authorization(h, self.secrets)
+                              for c in self.controllers.values() for h in c.hooks.values()}
         self.events: list[Event] = []
         self.hook_calls: list[HookCall] = []
         self.status_writes: list[StatusWrite] = []
@@ -586,6 +633,21 @@ class Driver:
         now = self.clock.now()
         self._next_resync = {c.name: now + c.resync_period
                              for c in self.controllers.values() if c.resync_period}
+
+    def _install_secrets(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Every Secret key a webhook names, with a fresh random value."""
+        made: dict[tuple[str, str], dict[str, str]] = {}
+        for ctl in self.controllers.values():
+            for hook in ctl.hooks.values():
+                ref = (hook.authorization or {}).get("secretRef")
+                if ref:
+                    data = made.setdefault((ref["namespace"], ref["name"]), {})
+                    data.setdefault(ref["key"], secrets_module.token_hex(16))
+        return made
+
+    def secret(self, namespace: str, name: str, key: str) -> str:
+        """A value of one of the driver's Secrets (what the hooks must be given too)."""
+        return self.secrets[(namespace, name)][key]
 
     def close(self) -> None:
         self._session.close()
@@ -791,9 +853,13 @@ class Driver:
         text: Any = None
         try:
             try:
+                headers = {"Content-Type": "application/json"}
+                auth = self._auth_headers.get((ctl.name, hook.name))
+                if auth:
+                    headers["Authorization"] = auth
                 resp = self._session.post(hook.url, data=body,
                                           timeout=(hook.timeout, hook.timeout),
-                                          headers={"Content-Type": "application/json"})
+                                          headers=headers)
             except requests.RequestException as exc:
                 raise HookError(f"http error: Post {hook.url!r}: {exc}") from exc
             status_code, content = resp.status_code, resp.content
