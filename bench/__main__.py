@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown parts: {sorted(unknown)}")
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        os.environ.pop(name, None)  # DESIGN.md §6: requests would ignore explicit CAs
+        os.environ.pop(name, None)  # docs/design.md §3: requests would ignore explicit CAs
 
     img = args.out / "img"
     if args.render_only:

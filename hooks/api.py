@@ -26,7 +26,7 @@ from hooks.reasons import Reason
 from hooks.reconcile import Reconciler
 from hooks.resources import Condition, ConditionStatus, ObjectMeta
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 EXTENSION = "llo_hooks"
 log = logging.getLogger("hooks.api")

@@ -1,8 +1,8 @@
 """The Orion-LD client: sets `serviceComponentStatus` on a ServiceComponent entity.
 
-Orion-LD (experimental mode, DESIGN.md §5) answers a PATCH of a missing attribute and a PATCH of
-a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first (the
-attribute usually exists); when it was not updated, POST the attribute (append), which only
+Orion-LD (experimental mode, docs/design.md §2) answers a PATCH of a missing attribute and a
+PATCH of a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first
+(the attribute usually exists); when it was not updated, POST the attribute (append), which only
 404s when the entity itself is missing. Both calls are idempotent, so a short retry is safe.
 """
 
@@ -20,7 +20,7 @@ from hooks.observations import BrokerOutcome
 from hooks.reasons import Reason
 from hooks.resources import ANNOTATION_ENTITY_ID, LABEL_INSTANCE, ObjectMeta
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 ATTRIBUTE = "serviceComponentStatus"
 STATUS_URN_PREFIX = "urn:ngsi-ld:ServiceComponentStatus:"

@@ -1,7 +1,7 @@
 """DockerInfrastructureElement decisions, free of I/O: probe result → status; container list →
 whether the DIE may go.
 
-A DIE's status changes wake every SCD that relates to it (DESIGN.md §3), so it holds only
+A DIE's status changes wake every SCD that relates to it (docs/design.md §1), so it holds only
 slow-changing facts: identity, versions, OS, capacity — never counts of containers.
 """
 

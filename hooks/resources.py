@@ -23,7 +23,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"
 DIE_RESOURCE = "dockerinfrastructureelements"
-# Key of the related-objects map in Metacontroller v2 requests (DESIGN.md §3).
+# Key of the related-objects map in Metacontroller v2 requests (docs/design.md §1).
 DIE_RELATED_KEY = f"{DIE_KIND}.{API_VERSION}"
 
 # Annotations an operator or the HLO may set.

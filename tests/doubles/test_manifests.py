@@ -1,7 +1,7 @@
 """Lint of the project's Kubernetes manifests, samples and hooks image, against the models they
 must mirror and Metacontroller's own CompositeController schema.
 
-Schema checks use the structural-schema evaluator of tests/support/metacontroller.py (prune,
+Schema checks use the structural-schema evaluator of tests/support/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
 prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
 tests/k8s runs the CRDs on a real API server.
@@ -24,9 +24,11 @@ from pydantic import BaseModel
 
 from hooks import resources
 from hooks.protocol import CustomizeRequest, SyncRequest
-from tests.support.metacontroller import (
+from tests.support.crdschema import apply_schema
+from tests.support.manifests import (
     FINALIZER_PREFIX,
-    apply_schema,
+    METACONTROLLER_CRDS,
+    METACONTROLLER_CRDS_MISSING,
     load_controllers,
     load_crds,
     parse_duration,
@@ -37,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 MANIFESTS = ROOT / "metacontroller"
 SAMPLES = ROOT / "samples"
-METACONTROLLER_CRDS = Path("/work/shared/metacontroller/metacontroller-crds-v1.yaml")
 JSON = dict[str, Any]
 
 
@@ -98,7 +99,7 @@ def test_crd_identity(doc: JSON, kind: str, plural: str, scope: str, short: str)
     assert version["name"] == resources.VERSION
     assert version["served"] is True
     assert version["storage"] is True
-    # Metacontroller ignores a parent without the status subresource (DESIGN.md §3).
+    # Metacontroller ignores a parent without the status subresource (docs/design.md §1).
     assert version["subresources"] == {"status": {}}
 
 
@@ -364,7 +365,7 @@ def _metacontroller_cc_schema() -> JSON:
 CC_FILES = ["compositecontroller-scd.yaml", "compositecontroller-die.yaml"]
 
 
-@pytest.mark.skipif(not METACONTROLLER_CRDS.exists(), reason="Metacontroller CRDs not present")
+@pytest.mark.skipif(not METACONTROLLER_CRDS.is_file(), reason=METACONTROLLER_CRDS_MISSING)
 @pytest.mark.parametrize("name", CC_FILES)
 def test_composite_controllers_validate_against_metacontroller_schema(name: str) -> None:
     doc = _yaml(MANIFESTS / name)
@@ -392,7 +393,7 @@ def test_composite_controller_settings(name: str, resource: str, hooks: dict[str
     assert set(spec["hooks"]) == set(hooks)
     for hook, path in hooks.items():
         h = spec["hooks"][hook]
-        assert h["version"] == "v2"  # v1 drops the cluster-scoped DIE (DESIGN.md §3)
+        assert h["version"] == "v2"  # v1 drops the cluster-scoped DIE (docs/design.md §1)
         assert h["webhook"]["url"] == f"http://llo-docker-hooks.llo-docker{path}"
         assert parse_duration(h["webhook"]["timeout"]) == 10.0
         assert h["webhook"]["responseUnMarshallMode"] == "strict"

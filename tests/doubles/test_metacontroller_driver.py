@@ -1,4 +1,4 @@
-"""The Metacontroller driver behaves like Metacontroller (DESIGN.md §3), checked against a tiny
+"""The Metacontroller driver behaves like Metacontroller (docs/design.md §1), checked against a tiny
 scripted hook app that also checks the shape of every request it gets."""
 
 from __future__ import annotations

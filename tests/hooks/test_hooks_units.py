@@ -19,7 +19,7 @@ from hooks.protocol import SyncRequest, SyncResponse
 from hooks.resources import Condition, ConditionStatus, read_scd
 from hooks.resync import backoff
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 

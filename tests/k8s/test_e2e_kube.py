@@ -1,7 +1,7 @@
 """End to end on a real Kubernetes API: kubectl → API server → (Metacontroller driver) → hooks
 under gunicorn → ieapi under gunicorn → the private dockerd, with the Orion-LD double.
 
-The only stand-in is Metacontroller itself (no binary can be had here, DESIGN.md §3):
+The only stand-in is Metacontroller itself (no binary can be had here, docs/design.md §1):
 tests/support/kube.py watches the real objects, calls the hooks over HTTP, writes status
 through ``/status`` and manages its finalizer on the real object, as Metacontroller does.
 Everything the user sees goes through kubectl: the samples are applied with it, the printer

@@ -15,7 +15,7 @@ from tests.support.stack import IE, NAMESPACE, Stack
 
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"
-HOOK_TIMEOUT_SECONDS = 10.0  # Metacontroller's default (DESIGN.md §3)
+HOOK_TIMEOUT_SECONDS = 10.0  # Metacontroller's default (docs/design.md §1)
 SLEEP = [{"key": "sleep"}, {"key": "3600"}]
 NAME_LABEL = "llo.aeros-project.eu/name"
 

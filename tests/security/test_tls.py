@@ -1,7 +1,7 @@
 """Optional TLS between the hooks and the IE API: ieapi serves HTTPS with IEAPI_TLS_CERT_FILE /
 IEAPI_TLS_KEY_FILE (gunicorn certfile/keyfile), the hooks verify the IE's certificate against
 LLO_IE_CA_BUNDLE only. REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the hooks' environment make plain
-`requests` ignore an explicit CA (DESIGN.md §6): both are set here, pointing at the *wrong* CA,
+`requests` ignore an explicit CA (docs/design.md §3): both are set here, pointing at the *wrong* CA,
 to prove the hooks' session does not read them.
 """
 
