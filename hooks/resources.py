@@ -10,12 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from ieapi.contract import CliArg, KeyValue, NetworkOverlay, Port, PublishedPort, RegistryAuth
+from ieapi.contract import (
+    CliArg,
+    KeyValue,
+    NetworkOverlay,
+    Port,
+    PublishedPort,
+    RegistryAuth,
+    none_if_empty,
+)
 
 GROUP = "llo.aeros-project.eu"
 VERSION = "v1alpha1"
@@ -34,6 +49,8 @@ ANNOTATION_ABANDON = f"{GROUP}/abandon-containers"  # on an SCD: finalize withou
 
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
+
+_Optional = TypeVar("_Optional", RegistryAuth, NetworkOverlay)
 
 
 class _Model(BaseModel):
@@ -103,11 +120,18 @@ class SCDSpec(_Model):
     image_registry: RegistryAuth | None = None
     is_job: bool = False
     ports: list[Port] = Field(default_factory=list)
-    expose_ports: bool = True
+    expose_ports: bool = False  # the aerOS model's default (Go's zero value): publish nothing
     env_vars: list[KeyValue] = Field(default_factory=list)
     cli_args: list[CliArg] = Field(default_factory=list)
     privileged: bool = False
     network_overlay: NetworkOverlay | None = None
+
+    @field_validator("image_registry", "network_overlay")
+    @classmethod
+    def _empty_is_absent(cls, value: _Optional | None) -> _Optional | None:
+        """`{}` is what the aerOS LLO API writes for a registry or overlay the HLO did not
+        set (Go keeps empty structs): the same as absent."""
+        return none_if_empty(value)
 
 
 class Phase(StrEnum):

@@ -1,7 +1,7 @@
 """Lint of the project's Kubernetes manifests, samples and hooks image, against the models they
 must mirror and Metacontroller's own CompositeController schema.
 
-Schema checks use the structural-schema evaluator of tests/support/crdschema.py (prune,
+Schema checks use the structural-schema evaluator of testbed/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
 prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
 tests/k8s runs the CRDs on a real API server.
@@ -24,8 +24,8 @@ from pydantic import BaseModel
 
 from hooks import resources
 from hooks.protocol import CustomizeRequest, SyncRequest
-from tests.support.crdschema import apply_schema
-from tests.support.manifests import (
+from testbed.crdschema import apply_schema
+from testbed.manifests import (
     FINALIZER_PREFIX,
     METACONTROLLER_CRDS,
     METACONTROLLER_CRDS_MISSING,
@@ -33,7 +33,7 @@ from tests.support.manifests import (
     load_crds,
     parse_duration,
 )
-from tests.support.stack import HOOK_SECRET
+from testbed.stack import HOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -281,7 +281,7 @@ def test_scd_schema_defaults_a_minimal_spec() -> None:
     assert errors == []
     assert result["spec"]["ports"] == [{"number": 80, "protocol": "TCP"}]
     assert result["spec"]["isJob"] is False
-    assert result["spec"]["exposePorts"] is True
+    assert result["spec"]["exposePorts"] is False  # the aerOS model's default
     assert result["spec"]["privileged"] is False
 
 

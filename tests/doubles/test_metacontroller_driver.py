@@ -17,7 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hooks.resources import DIE_RELATED_KEY
-from tests.support.metacontroller import (
+from testbed.metacontroller import (
     FINALIZER_PREFIX,
     MANIFESTS_DIR,
     ControllerError,
@@ -160,7 +160,7 @@ def test_sync_request_and_status(hooks: FakeHooks, driver: Driver) -> None:
     assert parent["metadata"]["uid"]
     assert parent["metadata"]["generation"] == 1
     assert parent["metadata"]["finalizers"] == [SCD_FINALIZER]  # added before the first call
-    assert parent["spec"]["exposePorts"] is True  # CRD defaults applied by the "API server"
+    assert parent["spec"]["exposePorts"] is False  # CRD defaults applied by the "API server"
     related = first["related"][DIE_RELATED_KEY]
     assert list(related) == ["docker-machine-2"]  # cluster-scoped: keyed by bare name
     assert related["docker-machine-2"]["spec"]["id"] == IE_ID

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.orion import CORE_CONTEXT, OrionDouble
+from testbed.orion import CORE_CONTEXT, OrionDouble
 
 E = "urn:ngsi-ld:Service:1:Component:1"
 ENTITY = f"/ngsi-ld/v1/entities/{E}"

@@ -1,4 +1,4 @@
-"""hooks.broker against the Orion-LD double (tests/support/orion.py) and loopback servers."""
+"""hooks.broker against the Orion-LD double (testbed/orion.py) and loopback servers."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hooks.observations import BrokerOutcome
 from hooks.reasons import Reason
 from hooks.resources import ObjectMeta
 from hooks.settings import Settings
+from testbed.orion import OrionDouble
 from tests.hooks.helpers import FakeServer, json_response, refused_url, silent_server
-from tests.support.orion import OrionDouble
 
 ENTITY = "urn:ngsi-ld:Service:1:Component:1"
 

@@ -37,9 +37,9 @@ from hooks.resources import (
 )
 from hooks.settings import Settings
 from ieapi.contract import Protocol, PublishedPort
+from testbed.orion import OrionDouble
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import subset
-from tests.support.orion import OrionDouble
 
 pytestmark = pytest.mark.k8s
 

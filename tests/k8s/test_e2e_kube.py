@@ -26,13 +26,13 @@ import requests
 import yaml
 
 from ieapi.contract import LABEL_MANAGED
+from testbed.dockerd import remove_managed
+from testbed.images import INDEX_HTML
+from testbed.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
+from testbed.orion import OrionDouble
+from testbed.procs import ServerProcess, free_port, running_server
 from tests.support.crdserver import CrdApiServer
-from tests.support.dockerd import remove_managed
-from tests.support.images import INDEX_HTML
 from tests.support.kube import KubeDriver
-from tests.support.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
-from tests.support.orion import OrionDouble
-from tests.support.procs import ServerProcess, free_port, running_server
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.docker]
 

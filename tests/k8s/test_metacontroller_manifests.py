@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.manifests import METACONTROLLER_CRDS, METACONTROLLER_CRDS_MISSING
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import subset
-from tests.support.manifests import METACONTROLLER_CRDS, METACONTROLLER_CRDS_MISSING
 
 pytestmark = pytest.mark.k8s
 

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tests.support.metacontroller import Driver, HookCall
-from tests.support.stack import IE, NAMESPACE, Stack
+from testbed.metacontroller import Driver, HookCall
+from testbed.stack import IE, NAMESPACE, Stack
 
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.procs import python_module_argv, server_env
+from testbed.stack import Stack
 from tests.reliability.helpers import (
     SLEEP,
     assert_exactly,
@@ -23,8 +25,6 @@ from tests.reliability.helpers import (
     report,
 )
 from tests.security.pki import ServerPKI, make_pki
-from tests.support.procs import python_module_argv, server_env
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

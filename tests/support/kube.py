@@ -1,8 +1,8 @@
 """The Metacontroller test driver against a real Kubernetes API server (tests/support/crdserver.py).
 
-``KubeDriver`` is :class:`tests.support.metacontroller.Driver` (same work queues, backoff,
+``KubeDriver`` is :class:`testbed.metacontroller.Driver` (same work queues, backoff,
 customize cache, hook calls and strict response decoding) over :class:`ApiServerStore`, the
-object store (tests/support/objectstore.py) that does what Metacontroller v4.17.2 really does
+object store (testbed/objectstore.py) that does what Metacontroller v4.17.2 really does
 with an API server:
 
 - Informers: one LIST then a WATCH (``resourceVersion``, bookmarks, re-LIST on 410 Gone) per
@@ -45,13 +45,13 @@ from typing import Any
 
 import requests
 
-from tests.support.clocks import RealClock
-from tests.support.crdschema import InvalidError
+from testbed.clocks import RealClock
+from testbed.crdschema import InvalidError
+from testbed.hookprotocol import HookError
+from testbed.manifests import CRD, CRDS_DIR, MANIFESTS_DIR, Secrets, find_crd, load_crds
+from testbed.metacontroller import Driver
+from testbed.objectstore import ChangeListener, ObjKey, StatusWrite, object_key
 from tests.support.crdserver import CrdApiServer
-from tests.support.hookprotocol import HookError
-from tests.support.manifests import CRD, CRDS_DIR, MANIFESTS_DIR, Secrets, find_crd, load_crds
-from tests.support.metacontroller import Driver
-from tests.support.objectstore import ChangeListener, ObjKey, StatusWrite, object_key
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "llo-test-driver"

@@ -7,10 +7,10 @@ Metacontroller's source (pkg/controller/composite/controller.go, pkg/hooks/webho
 pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/finalizer.go):
 
 - Both CompositeControllers are read from the project's own ``metacontroller/*.yaml``
-  (tests/support/manifests.py).
-- Objects (SCDs, DIEs) live in an object store (tests/support/objectstore.py): by default the
+  (testbed/manifests.py).
+- Objects (SCDs, DIEs) live in an object store (testbed/objectstore.py): by default the
   in-memory API server ``MemoryStore``, which applies the CRD schemas like the API server
-  (tests/support/crdschema.py; CEL ``x-kubernetes-validations`` are NOT evaluated); or a real
+  (testbed/crdschema.py; CEL ``x-kubernetes-validations`` are NOT evaluated); or a real
   API server (tests/support/kube.py). The loop reads only the store's cache, and writes only
   the finalizer and the status through it.
 - Work queue per controller keyed by parent, deduplicated; delayed adds keep the earliest time;
@@ -35,7 +35,7 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   manifest's ``timeout``, default 10 s, enforced on the whole exchange) or an undecodable body
   is an error: status untouched, Warning event ``SyncError`` "Sync error: ...", requeue with
   backoff. 429 requeues after ``Retry-After`` seconds (an integer or an HTTP date) without an
-  event. v2 hooks parse strictly (tests/support/hookprotocol.py): unknown or duplicate keys are
+  event. v2 hooks parse strictly (testbed/hookprotocol.py): unknown or duplicate keys are
   errors; wrong types are errors in any mode; keys are case-sensitive.
 - Response: ``resyncAfterSeconds`` > 0 requeues after that long; ``finalized: true`` removes the
   finalizer (the source does this whichever hook answered); then the status: ``observedGeneration``
@@ -69,9 +69,9 @@ from typing import Any, TypeVar
 
 import requests
 
-from tests.support.clocks import Clock, RealClock, SimulatedClock
-from tests.support.crdschema import InvalidError
-from tests.support.hookprotocol import (
+from testbed.clocks import Clock, RealClock, SimulatedClock
+from testbed.crdschema import InvalidError
+from testbed.hookprotocol import (
     HookError,
     TooManyRequestsError,
     parse_customize_response,
@@ -79,7 +79,7 @@ from tests.support.hookprotocol import (
     retry_after,
     selector_matches,
 )
-from tests.support.manifests import (
+from testbed.manifests import (
     CRD,
     CRDS_DIR,
     FINALIZER_PREFIX,
@@ -94,7 +94,7 @@ from tests.support.manifests import (
     resolve_authorization,
     secret_refs,
 )
-from tests.support.objectstore import MemoryStore, ObjectStore, ObjKey, StatusWrite
+from testbed.objectstore import MemoryStore, ObjectStore, ObjKey, StatusWrite
 
 __all__ = [  # what tests import from here, wherever it is defined
     "CRDS_DIR", "FINALIZER_PREFIX", "MANIFESTS_DIR", "Clock", "ControllerError", "Driver",

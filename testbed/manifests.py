@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from tests.support.crdschema import StructuralSchema
+from testbed.crdschema import StructuralSchema
 
 JSON = dict[str, Any]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS_DIR = ROOT / "metacontroller"
 CRDS_DIR = ROOT / "crds"
 # Test data kept beside the repository, not part of it: tests that read it skip without it.

@@ -1,5 +1,5 @@
 """Where the Metacontroller test driver keeps the objects: the seam between the controller loop
-(tests/support/metacontroller.py) and an API server.
+(testbed/metacontroller.py) and an API server.
 
 :class:`ObjectStore` is what the loop needs: an informer cache to read, the two writes a
 CompositeController makes (its finalizer, the parent's status), change notifications, and the
@@ -11,7 +11,7 @@ client-side limit on the controller's writes wraps those two.
 ``generation`` 1 on create and +1 on a spec change only (and when ``deletionTimestamp`` is set:
 k8s.io/apiserver registry ``markAsDeleting``); status is a subresource (ignored on create/update
 of the object, written only by status writes); the CRD schemas are applied like a structural
-schema (tests/support/crdschema.py; an invalid object is refused with :class:`InvalidError`, an
+schema (testbed/crdschema.py; an invalid object is refused with :class:`InvalidError`, an
 invalid status write fails the sync). A write that changes nothing is a no-op (no
 resourceVersion bump, no watch event). The object disappears once deleting and without
 finalizers. tests/support/kube.py has the store backed by a real API server.
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tests.support.clocks import Clock, rfc3339
-from tests.support.crdschema import InvalidError, check_object_name
-from tests.support.manifests import CRD, find_crd
+from testbed.clocks import Clock, rfc3339
+from testbed.crdschema import InvalidError, check_object_name
+from testbed.manifests import CRD, find_crd
 
 JSON = dict[str, Any]
 ObjKey = tuple[str, str, str]        # kind, namespace ("" when cluster-scoped), name
