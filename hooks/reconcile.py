@@ -74,6 +74,14 @@ class Reconciler:
             api_version=API_VERSION, resource=DIE_RESOURCE, names=[hostname])])
 
     def scd(self, req: SyncRequest, *, finalizing: bool) -> SyncResponse:
+        outcome = self.reconcile_scd(req, finalizing=finalizing)
+        return SyncResponse(status=outcome.status_json(),
+                            resync_after_seconds=outcome.resync_after_seconds,
+                            finalized=outcome.finalized)
+
+    def reconcile_scd(self, req: SyncRequest, *, finalizing: bool) -> servicecomponent.Outcome:
+        """One SCD sync (or finalize): the calls in their order, then the outcome, including
+        what only the log hears of (containers released without a confirmed delete)."""
         scd = read_scd(req.parent)
         log = object_logger("scd", scd.metadata.namespace, scd.metadata.name)
         die = self._selected_die(req, scd)
@@ -86,9 +94,7 @@ class Reconciler:
             outcome = self._sync_scd(scd, die, deadline, log)
         self._log_change(log, (scd.status.phase, scd.status.reason),
                          (outcome.status.phase, outcome.status.reason), outcome.status.message)
-        return SyncResponse(status=outcome.status_json(),
-                            resync_after_seconds=outcome.resync_after_seconds,
-                            finalized=outcome.finalized)
+        return outcome
 
     @staticmethod
     def _selected_die(req: SyncRequest, scd: SCDObject) -> DIE | None:
@@ -103,13 +109,13 @@ class Reconciler:
                   [f"{a.kind.value}@{a.target.ie}" for a in plan.actions])
         container_calls = [a for a in plan.actions if a.kind is not ActionKind.DELETE]
         observations = self.execute(container_calls, plan.spec, deadline, log)
-        value = servicecomponent.assess(scd, plan, observations).broker_value
-        request = brokerstatus.broker_request(scd, value, self.settings)
+        assessment = servicecomponent.assess(scd, plan, observations)
+        request = brokerstatus.broker_request(scd, assessment.broker_value, self.settings)
         attempts = self._broker_call(scd, request, deadline, log)
         deletes = [a for a in plan.actions if a.kind is ActionKind.DELETE]
         observations += self.execute(deletes, None, deadline, log)
-        return servicecomponent.report(scd, plan, observations, attempts, now=self.clock(),
-                                       settings=self.settings)
+        return servicecomponent.report(scd, plan, assessment, observations, attempts,
+                                       now=self.clock(), settings=self.settings)
 
     def _finalize_scd(self, scd: SCDObject, die: DIE | None, deadline: Deadline,
                       log: ObjectLogger) -> servicecomponent.Outcome:

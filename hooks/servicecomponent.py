@@ -11,7 +11,7 @@ an IE that the *old* status already names: a new IE is first recorded (intent), 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -104,7 +104,7 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
 # =========================================================================== gate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Gate:
     """Whether the selected IE may be used. `open`: for a new placement; `existing_ok`: for a
     container already placed there (a cordon stops new placements only)."""
@@ -120,30 +120,33 @@ def gate(scd: SCDObject, die: DIE | None) -> Gate:
     assert scd.spec is not None
     sel = scd.spec.selected_ie
     if die is None:
-        return Gate(False, False, Reason.IE_NOT_FOUND,
-                    f"no DockerInfrastructureElement named {sel.hostname!r}", None)
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_NOT_FOUND,
+                    message=f"no DockerInfrastructureElement named {sel.hostname!r}",
+                    target=None)
     target = Placement(
         ie=die.metadata.name, ie_id=die.spec.id, api_url=die.spec.api.url,
         token_key=die.spec.api.token_key or die.metadata.name,
         insecure_skip_tls_verify=die.spec.api.insecure_skip_tls_verify,
         container=container_name(scd))
     if die.spec.id != sel.id:
-        return Gate(False, False, Reason.IE_ID_MISMATCH,
-                    f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is {sel.id!r}",
-                    target)
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_ID_MISMATCH,
+                    message=f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is "
+                    f"{sel.id!r}", target=target)
     status = die.status
     if status is None or not status.api_ready:
         detail = f": {status.message}" if status is not None and status.message else ""
-        return Gate(False, False, Reason.IE_NOT_READY,
-                    f"IE {sel.hostname!r}: its API is not ready{detail}", target)
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_NOT_READY,
+                    message=f"IE {sel.hostname!r}: its API is not ready{detail}", target=target)
     if die.metadata.deletion_timestamp:
-        return Gate(False, True, Reason.IE_TERMINATING,
-                    f"IE {sel.hostname!r} is being deleted: no new placements", target)
+        return Gate(open=False, existing_ok=True, reason=Reason.IE_TERMINATING,
+                    message=f"IE {sel.hostname!r} is being deleted: no new placements",
+                    target=target)
     if die.metadata.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false":
-        return Gate(False, True, Reason.IE_CORDONED,
-                    f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
-                    "no new placements", target)
-    return Gate(True, True, Reason.IE_READY, f"IE {sel.hostname!r} is ready", target)
+        return Gate(open=False, existing_ok=True, reason=Reason.IE_CORDONED,
+                    message=f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
+                    "no new placements", target=target)
+    return Gate(open=True, existing_ok=True, reason=Reason.IE_READY,
+                message=f"IE {sel.hostname!r} is ready", target=target)
 
 
 # =========================================================================== plan
@@ -162,7 +165,7 @@ class Stage(StrEnum):
     MIGRATION_BLOCKED = "MigrationBlocked"    # new IE not usable; observe the old one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     stage: Stage
     gate: Gate | None
@@ -286,6 +289,7 @@ class Verdict:
     message: str
     ready: ConditionStatus          # ContainerReady
     pace: Pace
+    _: KW_ONLY
     started: bool = False           # counts as running for a migration (a job: ran at all)
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
@@ -373,23 +377,23 @@ def verdict_of(obs: Observation, is_job: bool) -> Verdict:
                    Pace.ERROR if f.temporary else Pace.PERMANENT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Assessment:
     """The outcome of the container calls: everything but cleanups and the broker."""
 
     phase: Phase
     reason: Reason
     message: str
-    placement: Placement | None
-    migration: Placement | None
-    promoted_from: Placement | None   # old placement, when a migration completed just now
-    container: ContainerInfo | None
-    pull: PullInfo | None
-    ie_ready: tuple[ConditionStatus, Reason, str] | None
     container_ready: tuple[ConditionStatus, Reason, str]
-    migrated: tuple[ConditionStatus, Reason, str] | None
     pace: Pace
     backoff_condition: str  # whose lastTransitionTime measures a temporary failure
+    placement: Placement | None = None
+    migration: Placement | None = None
+    promoted_from: Placement | None = None  # old placement, when a migration completed just now
+    container: ContainerInfo | None = None
+    pull: PullInfo | None = None
+    ie_ready: tuple[ConditionStatus, Reason, str] | None = None
+    migrated: tuple[ConditionStatus, Reason, str] | None = None
 
     @property
     def broker_value(self) -> str | None:
@@ -421,33 +425,39 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
 
     if plan_.stage is Stage.INVALID_SPEC:
         msg = plan_.spec_error or "invalid spec"
-        return Assessment(Phase.FAILED, Reason.INVALID_SPEC, msg, p, m, None, None, None, None,
-                          (ConditionStatus.FALSE, Reason.INVALID_SPEC, msg), None,
-                          Pace.PERMANENT, READY)
+        return Assessment(phase=Phase.FAILED, reason=Reason.INVALID_SPEC, message=msg,
+                          placement=p, migration=m,
+                          container_ready=(ConditionStatus.FALSE, Reason.INVALID_SPEC, msg),
+                          pace=Pace.PERMANENT, backoff_condition=READY)
     assert g is not None
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
 
     if plan_.stage is Stage.NOT_PLACED:
-        return Assessment(Phase.PENDING, g.reason, g.message, None, None, None, None, None,
-                          gate_false, (ConditionStatus.FALSE, Reason.NOT_PLACED,
-                                       "no container yet: " + g.message),
-                          None, gate_pace, READY)
+        return Assessment(phase=Phase.PENDING, reason=g.reason, message=g.message,
+                          ie_ready=gate_false,
+                          container_ready=(ConditionStatus.FALSE, Reason.NOT_PLACED,
+                                           "no container yet: " + g.message),
+                          pace=gate_pace, backoff_condition=READY)
     assert p is not None
     if plan_.stage is Stage.PLACEMENT_INTENT:
         msg = f"placing on IE {p.ie!r}"
-        return Assessment(Phase.DEPLOYING, Reason.PLACEMENT_RECORDED, msg, p, None, None, None,
-                          None, (ConditionStatus.TRUE, g.reason, g.message),
-                          (ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED, msg), None,
-                          Pace.INTENT, READY)
+        return Assessment(phase=Phase.DEPLOYING, reason=Reason.PLACEMENT_RECORDED, message=msg,
+                          placement=p, ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
+                          container_ready=(ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED,
+                                           msg),
+                          pace=Pace.INTENT, backoff_condition=READY)
     if plan_.stage is Stage.PLACED_GATE_CLOSED:
-        return Assessment(Phase.UNKNOWN, g.reason, g.message, p, None, None, UNKNOWN_CONTAINER,
-                          None, gate_false, (ConditionStatus.UNKNOWN, g.reason, g.message),
-                          None, gate_pace, READY)
+        return Assessment(phase=Phase.UNKNOWN, reason=g.reason, message=g.message,
+                          placement=p, container=UNKNOWN_CONTAINER, ie_ready=gate_false,
+                          container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
+                          pace=gate_pace, backoff_condition=READY)
     if plan_.stage is Stage.PLACED:
         v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job)
-        return Assessment(v.phase, v.reason, v.message, p, None, None, v.container, v.pull,
-                          ie_cond(v), (v.ready, v.reason, v.message), None, v.pace, READY)
+        return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
+                          container=v.container, pull=v.pull, ie_ready=ie_cond(v),
+                          container_ready=(v.ready, v.reason, v.message), pace=v.pace,
+                          backoff_condition=READY)
 
     # ---- migration stages: the old container keeps serving and is only observed
     old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job)
@@ -458,27 +468,34 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     # fails permanently is retried at the permanent pace, not on every steady resync).
     old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
     if plan_.stage is Stage.MIGRATION_INTENT:
-        return Assessment(Phase.MIGRATING, Reason.MIGRATION_PENDING, moving, p, m, None,
-                          old.container, None, (ConditionStatus.TRUE, g.reason, g.message),
-                          old_ready, (ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          Pace.INTENT, MIGRATED)
+        return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
+                          message=moving, placement=p, migration=m, container=old.container,
+                          ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
+                          container_ready=old_ready,
+                          migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
+                          pace=Pace.INTENT, backoff_condition=MIGRATED)
     if plan_.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
-        return Assessment(Phase.MIGRATING, g.reason, msg, p, m, None, old.container, None,
-                          gate_false, old_ready, (ConditionStatus.FALSE, g.reason, msg),
-                          min(gate_pace, old_pace), MIGRATED)
+        return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
+                          migration=m, container=old.container, ie_ready=gate_false,
+                          container_ready=old_ready,
+                          migrated=(ConditionStatus.FALSE, g.reason, msg),
+                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED)
     assert m is not None
     new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
-        return Assessment(new.phase, new.reason, new.message, m, None, p, new.container,
-                          new.pull, ie_cond(new), (new.ready, new.reason, new.message),
-                          (ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          Pace.INTENT, READY)  # the old container is a new cleanup
+        return Assessment(phase=new.phase, reason=new.reason, message=new.message,
+                          placement=m, promoted_from=p,  # the old container: a new cleanup
+                          container=new.container, pull=new.pull, ie_ready=ie_cond(new),
+                          container_ready=(new.ready, new.reason, new.message),
+                          migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
+                          pace=Pace.INTENT, backoff_condition=READY)
     msg = f"{moving}: {new.message}"
-    return Assessment(Phase.MIGRATING, new.reason, msg, p, m, None, old.container, new.pull,
-                      ie_cond(new), old_ready, (ConditionStatus.FALSE, new.reason, msg),
-                      min(new.pace, old_pace), MIGRATED)
+    return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
+                      migration=m, container=old.container, pull=new.pull, ie_ready=ie_cond(new),
+                      container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
+                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED)
 
 
 # =========================================================================== report
@@ -503,11 +520,11 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
+def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
            broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
-    """The new status and resyncAfterSeconds. Deterministic: `now` only reaches status as the
-    lastTransitionTime of a condition whose status flipped."""
-    a = assess(scd, plan_, observations)
+    """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
+    one whose broker value was sent) and every observation (cleanups included). Deterministic:
+    `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
     obs = index(observations)
     old = scd.status
     cs = cond.ConditionSet(old.conditions, now, scd.metadata.generation,
