@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from hooks import brokerstatus, infrastructure, servicecomponent, teardown
-from hooks.broker import BrokerClient, entity_id
+from hooks.broker import BrokerClient
+from hooks.brokerstatus import entity_id
 from hooks.errors import HookError
 from hooks.http import Deadline
 from hooks.ie import Endpoint, IEClient
@@ -39,6 +40,7 @@ from hooks.resources import (
     ObjectMeta,
     SCDObject,
     dump,
+    error_text,
     read_die,
     read_scd,
 )
@@ -150,8 +152,7 @@ class Reconciler:
                 old = DIEStatus.model_validate(raw) if isinstance(raw, dict) else DIEStatus()
             except ValidationError:
                 old = DIEStatus()
-            err = exc.errors()[0]
-            message = ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
+            message = error_text(exc)
             object_logger("die", None, meta.name).warning("invalid object: %s", message)
             out = infrastructure.report_invalid(meta, old, message, now, self.settings,
                                                 finalizing=finalizing or req.finalizing)
@@ -161,13 +162,13 @@ class Reconciler:
         if finalizing or req.finalizing:
             listing: ContainerList | None = None
             failure = None
-            if not infrastructure.force_delete(die.metadata):
+            if not die.force_delete:
                 try:
                     listing = self.ie.list(ep, deadline)
                 except HookError as exc:
                     failure = exc.failure()
             out = infrastructure.finalize_die(die, listing or failure, now, self.settings)
-            if out.finalized and infrastructure.force_delete(die.metadata):
+            if out.finalized and die.force_delete:
                 log.warning("released by annotation force-delete; its containers were not "
                             "checked")
         else:

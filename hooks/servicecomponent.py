@@ -28,7 +28,6 @@ from hooks.observations import (
 )
 from hooks.reasons import Reason
 from hooks.resources import (
-    ANNOTATION_API_READY,
     BROKER_SYNCED,
     CLEANED_UP,
     CONTAINER_READY,
@@ -49,6 +48,7 @@ from hooks.resources import (
     SCDObject,
     SCDStatus,
     dump,
+    error_text,
 )
 from hooks.resync import Pace
 from hooks.resync import seconds as pace_seconds
@@ -96,9 +96,7 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"spec.{where}: {err['msg']}") from exc
+        raise ValueError(error_text(exc, "spec")) from exc
 
 
 # =========================================================================== gate
@@ -123,11 +121,7 @@ def gate(scd: SCDObject, die: DIE | None) -> Gate:
         return Gate(open=False, existing_ok=False, reason=Reason.IE_NOT_FOUND,
                     message=f"no DockerInfrastructureElement named {sel.hostname!r}",
                     target=None)
-    target = Placement(
-        ie=die.metadata.name, ie_id=die.spec.id, api_url=die.spec.api.url,
-        token_key=die.spec.api.token_key or die.metadata.name,
-        insecure_skip_tls_verify=die.spec.api.insecure_skip_tls_verify,
-        container=container_name(scd))
+    target = die.placement(container_name(scd))
     if die.spec.id != sel.id:
         return Gate(open=False, existing_ok=False, reason=Reason.IE_ID_MISMATCH,
                     message=f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is "
@@ -141,7 +135,7 @@ def gate(scd: SCDObject, die: DIE | None) -> Gate:
         return Gate(open=False, existing_ok=True, reason=Reason.IE_TERMINATING,
                     message=f"IE {sel.hostname!r} is being deleted: no new placements",
                     target=target)
-    if die.metadata.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false":
+    if die.cordoned:
         return Gate(open=False, existing_ok=True, reason=Reason.IE_CORDONED,
                     message=f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
                     "no new placements", target=target)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hooks import conditions as cond
-from hooks.broker import entity_id
-from hooks.brokerstatus import FINISHED, REMOVING, broker_report
+from hooks.brokerstatus import FINISHED, REMOVING, broker_report, entity_id
 from hooks.observations import Action, ActionKind, BrokerObservation, BrokerOutcome, Observation
 from hooks.reasons import Reason
 from hooks.resources import (
@@ -64,7 +63,7 @@ def finalize_plan(scd: SCDObject, die: DIE | None, settings: Settings) -> Finali
         if die is not None and visible:
             p = p.model_copy(update={
                 "api_url": die.spec.api.url,
-                "token_key": die.spec.api.token_key or die.metadata.name,
+                "token_key": die.token_key,
                 "insecure_skip_tls_verify": die.spec.api.insecure_skip_tls_verify})
         targets.append(FinalizeTarget(p, role, visible))
     reported = old.broker.reported if old.broker else None

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from hooks.broker import BrokerClient, entity_id
+from hooks.broker import BrokerClient
+from hooks.brokerstatus import entity_id
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline
 from hooks.observations import BrokerOutcome
