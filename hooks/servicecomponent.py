@@ -18,6 +18,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from hooks import conditions as cond
+from hooks import names
 from hooks.brokerstatus import BROKER_VALUE, broker_report
 from hooks.errors import Failure
 from hooks.observations import (
@@ -42,6 +43,7 @@ from hooks.resources import (
     ConditionStatus,
     ContainerInfo,
     Migration,
+    Names,
     Phase,
     Placement,
     PullInfo,
@@ -58,6 +60,7 @@ from ieapi.contract import (
     ContainerState,
     ContainerStatus,
     Owner,
+    PullProgress,
     is_valid_container_name,
 )
 
@@ -72,8 +75,14 @@ IE_FAILURES = frozenset({
 
 
 def container_name(scd: SCDObject) -> str:
-    """`<namespace>.<name>`: a namespace has no dot, so the IE can split it (architecture.md)."""
-    return f"{scd.namespace}.{scd.metadata.name}"
+    """`<namespace>.<name>`, cut with a hash when too long (hooks/names.py)."""
+    return names.container_key(scd.namespace, scd.metadata.name)
+
+
+def ie_names(scd: SCDObject) -> Names:
+    """What status.names shows: the container name and the DNS alias on the IE."""
+    return Names(container=container_name(scd),
+                 alias=names.dns_alias(scd.namespace, scd.metadata.name))
 
 
 def build_container_spec(scd: SCDObject) -> ContainerSpec:
@@ -91,7 +100,8 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             image=spec.image, registry_auth=spec.image_registry, ports=spec.ports,
             expose_ports=spec.expose_ports, env_vars=spec.env_vars, cli_args=spec.cli_args,
             privileged=spec.privileged, is_job=spec.is_job,
-            service=labels.get(LABEL_PART_OF) or None, alias=scd.metadata.name,
+            service=labels.get(LABEL_PART_OF) or None,
+            alias=names.dns_alias(scd.namespace, scd.metadata.name),
             component=labels.get(LABEL_INSTANCE) or None,
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
@@ -300,12 +310,28 @@ def _info(c: ContainerStatus) -> ContainerInfo:
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
 
 
-def _pull_message(c: ContainerStatus) -> str:
-    p = c.pull
+PULL_STEPS = 10  # status shows bytes in tenths of the total
+
+
+def coarse_pull(p: PullProgress | None) -> PullInfo:
+    """Pull progress as the status shows it: in steps (a layer done, a tenth of the bytes).
+
+    The IE reports Docker's progress byte by byte, with a message naming the layer it is on,
+    so copied as is it differs on every sync while a pull lasts, and every such status is an
+    API write that spends from Metacontroller's rate limit (docs/architecture.md
+    "Metacontroller's API budget"): a 50-component service pulling a new image would write 25
+    statuses a second. In steps, a pull costs a few writes and still shows how far it got."""
     if p is None:
-        return f"pulling image {c.image}"
-    detail = p.message or f"{p.layers_done}/{p.layers_total} layers"
-    return f"pulling image {c.image}: {detail}"
+        return PullInfo(message="pull requested")
+    if p.bytes_total > 0:
+        tenths = min(p.bytes_done * PULL_STEPS // p.bytes_total, PULL_STEPS)
+        bytes_done = p.bytes_total * tenths // PULL_STEPS
+        detail = f"{p.layers_done}/{p.layers_total} layers, {tenths * 100 // PULL_STEPS}%"
+    else:
+        bytes_done = 0
+        detail = f"{p.layers_done}/{p.layers_total} layers"
+    return PullInfo(layers_total=p.layers_total, layers_done=p.layers_done,
+                    bytes_total=p.bytes_total, bytes_done=bytes_done, message=detail)
 
 
 def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
@@ -317,9 +343,10 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
     false = ConditionStatus.FALSE
     s = c.state
     if s is ContainerState.PULLING:
-        pull = PullInfo.model_validate(c.pull.model_dump()) if c.pull else PullInfo()
-        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING, _pull_message(c), false,
-                       Pace.CONVERGING, container=info, pull=pull)
+        pull = coarse_pull(c.pull)
+        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING,
+                       f"pulling image {c.image}: {pull.message}", false, Pace.CONVERGING,
+                       container=info, pull=pull)
     if s is ContainerState.PULL_FAILED:
         return Verdict(Phase.FAILED, Reason.PULL_FAILED,
                        f"cannot pull image {c.image}: {c.error or 'unknown error'}", false,
@@ -567,7 +594,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
 
     status = SCDStatus(
         phase=a.phase, reason=str(a.reason), message=a.message,
-        ie=a.placement.ie if a.placement else None,
+        ie=a.placement.ie if a.placement else None, names=ie_names(scd),
         placement=a.placement,
         migration=Migration(to=a.migration) if a.migration else None,
         pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,

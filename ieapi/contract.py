@@ -30,9 +30,15 @@ from pydantic.alias_generators import to_camel
 API_VERSION = "v1"
 
 # What Docker accepts as a container name (daemon/names.go), kept shorter so that the
-# configured prefix still fits. The same rule serves as the network alias (the CR name).
-CONTAINER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,199}$"
+# configured prefix still fits.
+CONTAINER_NAME_MAX_LENGTH = 200
+CONTAINER_NAME_PATTERN = rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{CONTAINER_NAME_MAX_LENGTH - 1}}}$"
 _CONTAINER_NAME_RE = re.compile(CONTAINER_NAME_PATTERN)
+# A network alias is a DNS name: dot-separated labels of at most 63 characters, 253 in all
+# (Docker's embedded DNS answers for the whole dotted name). The hooks send the CR name when it
+# fits, else one derived from it (hooks/names.py).
+DNS_NAME_MAX_LENGTH = 253
+DNS_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}(\.[a-zA-Z0-9_-]{1,63})*$"
 
 # Labels on every container and network the IE API creates. It never touches a container
 # without LABEL_MANAGED set to its own instance id.
@@ -47,7 +53,8 @@ LABEL_SERVICE = "app.kubernetes.io/part-of"
 LABEL_COMPONENT = "app.kubernetes.io/instance"
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
+DnsName = Annotated[str, StringConstraints(max_length=DNS_NAME_MAX_LENGTH,
+                                           pattern=DNS_NAME_PATTERN)]
 
 
 def is_valid_container_name(name: str) -> bool:
@@ -177,8 +184,9 @@ class ContainerSpec(_Request):
         default=None, max_length=200,
         description="Service id (label app.kubernetes.io/part-of). Containers of one service "
         "share a network on which each is reachable by its alias.")
-    alias: ContainerName | None = Field(
-        default=None, description="DNS name on the service network: the CR name.")
+    alias: DnsName | None = Field(
+        default=None, description="DNS name on the service network: the CR name when DNS can "
+        "carry it (labels of at most 63 characters), else one derived from it.")
     component: str | None = Field(default=None, max_length=253,
                                   description="ServiceComponent id, written to a label")
     owner: Owner = Field(default_factory=Owner)

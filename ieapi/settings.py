@@ -87,6 +87,21 @@ class Settings(BaseModel):
             if not content:
                 raise SettingsError(f"IEAPI_TOKEN_FILE {self.token_file} is empty")
 
+    def check_identity(self, *, in_container: bool | None = None) -> None:
+        """In a container, refuse the host-name defaults of IEAPI_IE_ID and IEAPI_INSTANCE_ID:
+        a container's host name is its id, new on every re-create, and with it the
+        managed-by label; every container managed so far would be orphaned."""
+        if not (running_in_container() if in_container is None else in_container):
+            return
+        missing = [ENV_VARIABLES[name] for name in ("ie_id", "instance_id")
+                   if name not in self.model_fields_set]
+        if missing:
+            raise SettingsError(
+                f"running in a container: set {' and '.join(missing)} explicitly. The "
+                "managed-by label (IEAPI_INSTANCE_ID, default IEAPI_IE_ID, default the host "
+                "name) marks every container this IE manages; a container's host name is its "
+                "id, new whenever it is re-created, which would orphan them all")
+
     def _check_tls(self) -> None:
         """HTTPS needs both files, readable: a half-configured TLS must not fall back to HTTP."""
         files = {"IEAPI_TLS_CERT_FILE": self.tls_cert_file, "IEAPI_TLS_KEY_FILE": self.tls_key_file}
@@ -114,6 +129,14 @@ class Settings(BaseModel):
                 f"{ENV_VARIABLES.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
                 for err in exc.errors())
             raise SettingsError(problems) from exc
+
+
+CONTAINER_MARKERS = (Path("/.dockerenv"), Path("/run/.containerenv"))  # Docker, Podman
+
+
+def running_in_container(markers: tuple[Path, ...] = CONTAINER_MARKERS) -> bool:
+    """The marker files Docker and Podman put into every container."""
+    return any(marker.exists() for marker in markers)
 
 
 ENV_VARIABLES: dict[str, str] = {
@@ -146,7 +169,8 @@ Environment (IE Docker API):
   IEAPI_TOKEN                  bearer token clients must send
   IEAPI_TOKEN_FILE             file holding the token; re-read when it changes (mounted secret)
   IEAPI_INSECURE_NO_AUTH=true  run without a token (trusted, isolated networks only)
-  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name)
+  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name; in a container
+                               this and IEAPI_INSTANCE_ID must be set)
   IEAPI_HOSTNAME               host name reported by /v1/info (default: the host name)
   IEAPI_INSTANCE_ID            managed-by label value (default: IEAPI_IE_ID)
   IEAPI_CONTAINER_PREFIX       container/network name prefix (default: llo)

@@ -33,6 +33,14 @@ from testbed.manifests import (
     load_crds,
     parse_duration,
 )
+from testbed.mcflags import (
+    DEFAULTS,
+    MetacontrollerFlags,
+    container_args,
+    parse_args,
+    shipped,
+)
+from testbed.stack import HOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -396,6 +404,11 @@ def test_composite_controller_settings(name: str, resource: str, hooks: dict[str
         assert h["webhook"]["url"] == f"http://llo-docker-hooks.llo-docker{path}"
         assert parse_duration(h["webhook"]["timeout"]) == 10.0
         assert h["webhook"]["responseUnMarshallMode"] == "strict"
+        # Authenticated (Metacontroller v4.16+): the same Secret the hooks Deployment mounts.
+        assert h["webhook"]["authorization"] == {"type": "Bearer", "secretRef": {
+            "name": HOOK_SECRET[1], "namespace": HOOK_SECRET[0], "key": HOOK_SECRET[2]}}
+        assert "basicAuth" not in h["webhook"]
+        assert "@" not in h["webhook"]["url"]  # no secret in a URL
 
 
 def test_driver_reads_the_manifests() -> None:
@@ -442,6 +455,64 @@ def test_kustomize_renders_the_install() -> None:
     assert sorted(d["kind"] for d in crds_only) == ["CustomResourceDefinition"] * 2
 
 
+UPSTREAM = MANIFESTS / "upstream"
+METACONTROLLER_BASE = "https://github.com/metacontroller/metacontroller/manifests/production"
+# What the patch relies on in Metacontroller v4.17.2's manifests/production/metacontroller.yaml:
+# a StatefulSet metacontroller/metacontroller whose container "metacontroller" has these args.
+UPSTREAM_ARGS = ["--zap-log-level=4", "--discovery-interval=20s"]
+
+
+def _upstream_overlay(tmp_path: Path) -> JSON:
+    """``kubectl kustomize metacontroller/upstream/`` with its remote base (no network at test
+    time) replaced by a stand-in of the StatefulSet it patches; the rendered StatefulSet."""
+    kust = _yaml(UPSTREAM / "kustomization.yaml")
+    assert kust["resources"] == [f"{METACONTROLLER_BASE}?ref=v4.17.2"]
+    stand_in = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "metacontroller", "namespace": "metacontroller"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "metacontroller",
+                     "image": "ghcr.io/metacontroller/metacontroller:v4.17.2",
+                     "command": ["/usr/bin/metacontroller"], "args": UPSTREAM_ARGS}]}}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(stand_in))
+    for patch in kust["patches"]:
+        shutil.copy(UPSTREAM / patch["path"], tmp_path / patch["path"])
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({**kust,
+                                                                 "resources": ["base.yaml"]}))
+    (rendered,) = _rendered(tmp_path)
+    return rendered
+
+
+def test_metacontroller_overlay_sets_the_flags_sized_for_the_hooks(tmp_path: Path) -> None:
+    """README's install step 1: upstream's Metacontroller with three flags, sized in
+    metacontroller/upstream/flags.yaml from the hooks' own capacity."""
+    rendered = _upstream_overlay(tmp_path)
+    args = container_args(rendered)
+    assert args[:2] == UPSTREAM_ARGS  # upstream's own flags survive the patch
+    flags = parse_args(args)
+    assert flags == shipped()  # what the driver and the benchmark run with
+    assert {a.split("=")[0] for a in args[2:]} == {"--client-go-qps", "--client-go-burst",
+                                                  "--workers"}
+    # Workers: one hooks replica's threads (each sync holds one while it calls an IE).
+    settings = pytest.importorskip("hooks.settings").Settings()
+    hook_threads = settings.workers * settings.threads
+    assert flags.workers == hook_threads
+    replicas = _yaml(MANIFESTS / "deployment.yaml")["spec"]["replicas"]
+    assert 2 * flags.workers <= replicas * hook_threads  # both controllers fit in the replicas
+    # The API budget: well above the defaults, and a burst at least twice the rate.
+    assert flags.qps >= 10 * DEFAULTS.qps
+    assert flags.burst >= 2 * flags.qps
+    readme = (ROOT / "README.md").read_text()
+    assert "kubectl apply -k metacontroller/upstream/" in readme
+    assert flags.describe() in readme
+    assert METACONTROLLER_BASE not in readme  # the install step goes through the overlay
+
+
+def test_flags_parse_like_go() -> None:
+    assert parse_args([]) == DEFAULTS
+    assert parse_args(["--workers=3", "-workers=7", "--client-go-qps=2.5"]) == \
+        MetacontrollerFlags(qps=2.5, burst=10, workers=7)
+
+
 def test_kubectl_apply_f_crds_sees_only_crds() -> None:
     """`kubectl apply -f crds/` reads every .yaml/.yml/.json file there: all must be CRDs (the
     kustomization is named `Kustomization`, which it skips)."""
@@ -451,11 +522,18 @@ def test_kubectl_apply_f_crds_sees_only_crds() -> None:
     assert (CRDS / "Kustomization").exists()
 
 
+def _generated_configmap(docs: list[JSON]) -> JSON:
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    return cm
+
+
 def test_hooks_deployment() -> None:
     dep = _yaml(MANIFESTS / "deployment.yaml")
     svc = _yaml(MANIFESTS / "service.yaml")
     sa = _yaml(MANIFESTS / "rbac.yaml")
-    cm = _yaml(MANIFESTS / "configmap.yaml")
+    rendered = _rendered(MANIFESTS)
+    cm = _generated_configmap(rendered)
+    rendered_dep = next(d for d in rendered if d["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     assert dep["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
@@ -491,8 +569,55 @@ def test_hooks_deployment() -> None:
                   if v.get("secret", {}).get("secretName") == "llo-broker-token")
     assert Path(env["LLO_BROKER_TOKEN_FILE"]).parent == Path(mounts[broker])
     assert "/tmp" in mounts.values()  # gunicorn needs a writable temp dir
+    # the hook secret: the Secret the CompositeControllers name, required (auth on by default)
+    hook = next(n for n, v in volumes.items()
+                if v.get("secret", {}).get("secretName") == HOOK_SECRET[1])
+    assert "optional" not in volumes[hook]["secret"]
+    assert Path(mounts[hook]) / HOOK_SECRET[2] == Path(env["LLO_HOOK_SECRET_FILE"])
     assert cm["data"]["LLO_BROKER_HEADERS"] == "aeriOS=true"
-    assert container["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    (rendered_container,) = rendered_dep["spec"]["template"]["spec"]["containers"]
+    assert rendered_container["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+
+
+def _copy_install(tmp_path: Path) -> Path:
+    """metacontroller/ and crds/ side by side in tmp_path (the kustomization names ../crds)."""
+    shutil.copytree(CRDS, tmp_path / "crds")
+    return Path(shutil.copytree(MANIFESTS, tmp_path / "metacontroller"))
+
+
+def test_a_setting_change_rolls_the_deployment(tmp_path: Path) -> None:
+    """The ConfigMap is generated with a content hash in its name, and the Deployment refers to
+    that name: editing configmap.env changes the pod template, so the pods roll."""
+    before = _generated_configmap(_rendered(MANIFESTS))["metadata"]["name"]
+    assert re.fullmatch(r"llo-docker-hooks-[a-z0-9]{10}", before)
+    copy_dir = _copy_install(tmp_path)
+    env_file = copy_dir / "configmap.env"
+    env_file.write_text(env_file.read_text().replace("LLO_WORKERS=2", "LLO_WORKERS=3"))
+    docs = _rendered(copy_dir)
+    after = _generated_configmap(docs)
+    assert after["data"]["LLO_WORKERS"] == "3"
+    assert after["metadata"]["name"] != before
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    refs = [e["configMapRef"]["name"]
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["envFrom"]]
+    assert refs == [after["metadata"]["name"]]
+
+
+def _policy_namespace(docs: list[JSON]) -> str:
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    return str(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+
+
+def test_metacontroller_namespace_is_set_in_the_kustomization(tmp_path: Path) -> None:
+    assert _policy_namespace(_rendered(MANIFESTS)) == "metacontroller"
+    copy_dir = _copy_install(tmp_path)
+    kustomization = copy_dir / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert text.count("value: metacontroller\n") == 1
+    kustomization.write_text(text.replace("value: metacontroller\n", "value: mc-system\n"))
+    assert _policy_namespace(_rendered(copy_dir)) == "mc-system"
 
 
 def test_every_llo_variable_is_a_hooks_setting() -> None:
@@ -500,7 +625,7 @@ def test_every_llo_variable_is_a_hooks_setting() -> None:
     settings = pytest.importorskip("hooks.settings")
     known = {settings.Settings.env_name(f) for f in settings.Settings.model_fields}
     dep = _yaml(MANIFESTS / "deployment.yaml")
-    cm = _yaml(MANIFESTS / "configmap.yaml")
+    cm = _generated_configmap(_rendered(MANIFESTS))
     names = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     names |= set(cm["data"])
     llo = {n for n in names if n.startswith("LLO_")}
