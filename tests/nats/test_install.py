@@ -93,6 +93,7 @@ def test_edge_compose_runs_the_agent_for_good() -> None:
     assert service["restart"] == "always"
     assert service["entrypoint"] == ["python", "-m", "ieapi.agent"]
     assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
+    assert {"IEAPI_IE_ID", "IEAPI_INSTANCE_ID"} <= set(service["environment"])
     known = set(AGENT_ENV_VARIABLES.values()) | set(ENV_VARIABLES.values())
     assert set(service["environment"]) <= known, set(service["environment"]) - known
     assert not any("SEED" in k and not k.endswith("_FILE") for k in service["environment"])
