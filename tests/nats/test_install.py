@@ -25,7 +25,7 @@ from tests.security.pki import make_pki
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = ROOT / "metacontroller" / "nats"
 OVERLAY = ROOT / "samples" / "with-nats"
-COMPOSE = ROOT / "edge" / "compose.yaml"
+COMPOSE = ROOT / "edge" / "agent-compose.yaml"
 PLACEHOLDER = re.compile(r"^U[A-Z0-9_]+_REPLACE_ME$")
 
 
