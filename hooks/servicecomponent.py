@@ -58,6 +58,7 @@ from ieapi.contract import (
     ContainerState,
     ContainerStatus,
     Owner,
+    PullProgress,
     is_valid_container_name,
 )
 
@@ -300,12 +301,28 @@ def _info(c: ContainerStatus) -> ContainerInfo:
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
 
 
-def _pull_message(c: ContainerStatus) -> str:
-    p = c.pull
+PULL_STEPS = 10  # status shows bytes in tenths of the total
+
+
+def coarse_pull(p: PullProgress | None) -> PullInfo:
+    """Pull progress as the status shows it: in steps (a layer done, a tenth of the bytes).
+
+    The IE reports Docker's progress byte by byte, with a message naming the layer it is on,
+    so copied as is it differs on every sync while a pull lasts, and every such status is an
+    API write that spends from Metacontroller's rate limit (docs/architecture.md
+    "Metacontroller's API budget"): a 50-component service pulling a new image would write 25
+    statuses a second. In steps, a pull costs a few writes and still shows how far it got."""
     if p is None:
-        return f"pulling image {c.image}"
-    detail = p.message or f"{p.layers_done}/{p.layers_total} layers"
-    return f"pulling image {c.image}: {detail}"
+        return PullInfo(message="pull requested")
+    if p.bytes_total > 0:
+        tenths = min(p.bytes_done * PULL_STEPS // p.bytes_total, PULL_STEPS)
+        bytes_done = p.bytes_total * tenths // PULL_STEPS
+        detail = f"{p.layers_done}/{p.layers_total} layers, {tenths * 100 // PULL_STEPS}%"
+    else:
+        bytes_done = 0
+        detail = f"{p.layers_done}/{p.layers_total} layers"
+    return PullInfo(layers_total=p.layers_total, layers_done=p.layers_done,
+                    bytes_total=p.bytes_total, bytes_done=bytes_done, message=detail)
 
 
 def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
@@ -317,9 +334,10 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
     false = ConditionStatus.FALSE
     s = c.state
     if s is ContainerState.PULLING:
-        pull = PullInfo.model_validate(c.pull.model_dump()) if c.pull else PullInfo()
-        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING, _pull_message(c), false,
-                       Pace.CONVERGING, container=info, pull=pull)
+        pull = coarse_pull(c.pull)
+        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING,
+                       f"pulling image {c.image}: {pull.message}", false, Pace.CONVERGING,
+                       container=info, pull=pull)
     if s is ContainerState.PULL_FAILED:
         return Verdict(Phase.FAILED, Reason.PULL_FAILED,
                        f"cannot pull image {c.image}: {c.error or 'unknown error'}", false,

@@ -33,6 +33,13 @@ from testbed.manifests import (
     load_crds,
     parse_duration,
 )
+from testbed.mcflags import (
+    DEFAULTS,
+    MetacontrollerFlags,
+    container_args,
+    parse_args,
+    shipped,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -440,6 +447,64 @@ def test_kustomize_renders_the_install() -> None:
     assert re.fullmatch(r"llo-docker-hooks:\S+", image)
     crds_only = _rendered(CRDS)
     assert sorted(d["kind"] for d in crds_only) == ["CustomResourceDefinition"] * 2
+
+
+UPSTREAM = MANIFESTS / "upstream"
+METACONTROLLER_BASE = "https://github.com/metacontroller/metacontroller/manifests/production"
+# What the patch relies on in Metacontroller v4.17.2's manifests/production/metacontroller.yaml:
+# a StatefulSet metacontroller/metacontroller whose container "metacontroller" has these args.
+UPSTREAM_ARGS = ["--zap-log-level=4", "--discovery-interval=20s"]
+
+
+def _upstream_overlay(tmp_path: Path) -> JSON:
+    """``kubectl kustomize metacontroller/upstream/`` with its remote base (no network at test
+    time) replaced by a stand-in of the StatefulSet it patches; the rendered StatefulSet."""
+    kust = _yaml(UPSTREAM / "kustomization.yaml")
+    assert kust["resources"] == [f"{METACONTROLLER_BASE}?ref=v4.17.2"]
+    stand_in = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "metacontroller", "namespace": "metacontroller"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "metacontroller",
+                     "image": "ghcr.io/metacontroller/metacontroller:v4.17.2",
+                     "command": ["/usr/bin/metacontroller"], "args": UPSTREAM_ARGS}]}}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(stand_in))
+    for patch in kust["patches"]:
+        shutil.copy(UPSTREAM / patch["path"], tmp_path / patch["path"])
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({**kust,
+                                                                 "resources": ["base.yaml"]}))
+    (rendered,) = _rendered(tmp_path)
+    return rendered
+
+
+def test_metacontroller_overlay_sets_the_flags_sized_for_the_hooks(tmp_path: Path) -> None:
+    """README's install step 1: upstream's Metacontroller with three flags, sized in
+    metacontroller/upstream/flags.yaml from the hooks' own capacity."""
+    rendered = _upstream_overlay(tmp_path)
+    args = container_args(rendered)
+    assert args[:2] == UPSTREAM_ARGS  # upstream's own flags survive the patch
+    flags = parse_args(args)
+    assert flags == shipped()  # what the driver and the benchmark run with
+    assert {a.split("=")[0] for a in args[2:]} == {"--client-go-qps", "--client-go-burst",
+                                                  "--workers"}
+    # Workers: one hooks replica's threads (each sync holds one while it calls an IE).
+    settings = pytest.importorskip("hooks.settings").Settings()
+    hook_threads = settings.workers * settings.threads
+    assert flags.workers == hook_threads
+    replicas = _yaml(MANIFESTS / "deployment.yaml")["spec"]["replicas"]
+    assert 2 * flags.workers <= replicas * hook_threads  # both controllers fit in the replicas
+    # The API budget: well above the defaults, and a burst at least twice the rate.
+    assert flags.qps >= 10 * DEFAULTS.qps
+    assert flags.burst >= 2 * flags.qps
+    readme = (ROOT / "README.md").read_text()
+    assert "kubectl apply -k metacontroller/upstream/" in readme
+    assert flags.describe() in readme
+    assert METACONTROLLER_BASE not in readme  # the install step goes through the overlay
+
+
+def test_flags_parse_like_go() -> None:
+    assert parse_args([]) == DEFAULTS
+    assert parse_args(["--workers=3", "-workers=7", "--client-go-qps=2.5"]) == \
+        MetacontrollerFlags(qps=2.5, burst=10, workers=7)
 
 
 def test_kubectl_apply_f_crds_sees_only_crds() -> None:

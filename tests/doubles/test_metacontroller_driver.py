@@ -235,7 +235,9 @@ def test_writes_status_only_when_it_differs(hooks: FakeHooks, status_driver: Dri
     assert len(hooks.bodies("/scd/sync")) == 2
     writes = [w for w in driver.status_writes if w.kind == "ServiceComponentDocker"]
     assert len(writes) == 1
-    driver.run_for(125)  # two resyncPeriodSeconds (60 s)
+    period = driver.controller_for("ServiceComponentDocker").resync_period
+    assert period is not None
+    driver.run_for(2 * period + 5)  # two resyncPeriodSeconds
     assert len(hooks.bodies("/scd/sync")) == 4
     assert len([w for w in driver.status_writes if w.kind == "ServiceComponentDocker"]) == 1
 
