@@ -205,11 +205,19 @@ class BrokerInfo(_Model):
     message: str = ""
 
 
+class Names(_Model):
+    """The SCD's names on its IE (hooks/names.py): equal to the SCD name when they fit."""
+
+    container: str = Field(description="Container name on the IE, without the IE's prefix")
+    alias: str = Field(description="DNS name of the component on its service network")
+
+
 class SCDStatus(_Model):
     phase: Phase = Phase.PENDING
     reason: str = ""
     message: str = ""
     ie: str | None = Field(default=None, description="IE hostname running the container")
+    names: Names | None = None
     placement: Placement | None = None
     migration: Migration | None = None
     pending_cleanups: list[Cleanup] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from hooks import conditions as cond
+from hooks import names
 from hooks.brokerstatus import BROKER_VALUE, broker_report
 from hooks.errors import Failure
 from hooks.observations import (
@@ -42,6 +43,7 @@ from hooks.resources import (
     ConditionStatus,
     ContainerInfo,
     Migration,
+    Names,
     Phase,
     Placement,
     PullInfo,
@@ -73,8 +75,14 @@ IE_FAILURES = frozenset({
 
 
 def container_name(scd: SCDObject) -> str:
-    """`<namespace>.<name>`: a namespace has no dot, so the IE can split it (architecture.md)."""
-    return f"{scd.namespace}.{scd.metadata.name}"
+    """`<namespace>.<name>`, cut with a hash when too long (hooks/names.py)."""
+    return names.container_key(scd.namespace, scd.metadata.name)
+
+
+def ie_names(scd: SCDObject) -> Names:
+    """What status.names shows: the container name and the DNS alias on the IE."""
+    return Names(container=container_name(scd),
+                 alias=names.dns_alias(scd.namespace, scd.metadata.name))
 
 
 def build_container_spec(scd: SCDObject) -> ContainerSpec:
@@ -92,7 +100,8 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             image=spec.image, registry_auth=spec.image_registry, ports=spec.ports,
             expose_ports=spec.expose_ports, env_vars=spec.env_vars, cli_args=spec.cli_args,
             privileged=spec.privileged, is_job=spec.is_job,
-            service=labels.get(LABEL_PART_OF) or None, alias=scd.metadata.name,
+            service=labels.get(LABEL_PART_OF) or None,
+            alias=names.dns_alias(scd.namespace, scd.metadata.name),
             component=labels.get(LABEL_INSTANCE) or None,
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
@@ -585,7 +594,7 @@ def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence
 
     status = SCDStatus(
         phase=a.phase, reason=str(a.reason), message=a.message,
-        ie=a.placement.ie if a.placement else None,
+        ie=a.placement.ie if a.placement else None, names=ie_names(scd),
         placement=a.placement,
         migration=Migration(to=a.migration) if a.migration else None,
         pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,

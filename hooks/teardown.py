@@ -27,7 +27,7 @@ from hooks.resources import (
     SCDStatus,
 )
 from hooks.resync import backoff
-from hooks.servicecomponent import SCDReport, as_cleanup, index
+from hooks.servicecomponent import SCDReport, as_cleanup, ie_names, index
 from hooks.settings import Settings
 
 
@@ -176,7 +176,7 @@ def finalize_report(scd: SCDObject, decision: FinalizeDecision,
     cs.set(BROKER_SYNCED, b.condition)
     status = SCDStatus(
         phase=Phase.TERMINATING, reason=str(decision.reason), message=decision.message,
-        ie=placement.ie if placement else None, placement=placement,
+        ie=placement.ie if placement else None, names=ie_names(scd), placement=placement,
         migration=Migration(to=migration) if migration else None, pending_cleanups=cleanups,
         broker=b.info, conditions=cs.result())
     return SCDReport(status=status, resync_after_seconds=decision.resync_after_seconds,

@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import docker.tls
 
-from ieapi import observe
+from ieapi import observe, tail
 from ieapi.contract import (
     LABEL_MANAGED,
     LABEL_SERVICE,
@@ -36,10 +36,17 @@ from ieapi.contract import (
     ContainerState,
     ContainerStatus,
     IEInfo,
+    LastOutput,
     PullProgress,
 )
 from ieapi.desired import DesiredContainer, desired_container
-from ieapi.errors import ConflictError, DockerError, docker_errors, from_api_error
+from ieapi.errors import (
+    ConflictError,
+    DockerError,
+    NotFoundError,
+    docker_errors,
+    from_api_error,
+)
 from ieapi.pulls import PullManager, PullPhase, PullView, pull_key
 from ieapi.settings import Settings
 
@@ -91,6 +98,26 @@ def _created_key(created: object) -> tuple[str, str]:
     text = str(created or "")
     whole, _, fraction = text.rstrip("Z").partition(".")
     return whole, fraction.ljust(9, "0")
+
+
+class DockerLog:
+    """Docker's log stream of one container (see ieapi.logstream.Source): iterated by one
+    thread, `close()` from any thread unblocks it, `release()` frees the connection."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream  # the docker SDK's CancellableStream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        self._stream.close()  # shuts the socket down: a blocked read returns at once
+
+    def release(self) -> None:
+        # The SDK's close() leaves the response's file open (it holds the descriptor).
+        response = getattr(self._stream, "_response", None)
+        if response is not None:
+            response.close()
 
 
 class KeyedLocks:
@@ -180,7 +207,7 @@ class Engine:
             return self._pending_status(name, pending, attrs)
         if attrs is None:
             return None
-        return observe.status_from_inspect(attrs, self._prefix)
+        return self._with_last_output(observe.status_from_inspect(attrs, self._prefix))
 
     def list_containers(self) -> list[ContainerStatus]:
         """Every managed container, plus names waiting for an image."""
@@ -199,6 +226,40 @@ class Engine:
             statuses[name] = self._pending_status(name, entry, None)
         return [statuses[name] for name in sorted(statuses)]
 
+    def logs(self, name: str, *, tail_lines: int, since: float | None, timestamps: bool,
+             follow: bool) -> DockerLog:
+        """Docker's log stream of the managed container `name` (NotFoundError otherwise)."""
+        with docker_errors():
+            attrs = self._inspect_managed(self._container_name(name))
+            if attrs is None:
+                raise NotFoundError(f"no managed container {name!r}", field="name")
+            stream = self._api.logs(attrs["Id"], stdout=True, stderr=True, stream=True,
+                                    follow=follow, tail=tail_lines, since=since,
+                                    timestamps=timestamps)
+        return DockerLog(stream)
+
+    def _with_last_output(self, status: ContainerStatus) -> ContainerStatus:
+        """`status` with the tail of its output when it failed (observe.is_failure). A log
+        that cannot be read leaves the status as it is: it is a help, not the state."""
+        if status.id is None or not observe.is_failure(status):
+            return status
+        try:
+            stream = self._api.logs(status.id, stdout=True, stderr=True, stream=True,
+                                    follow=False, tail=tail.MAX_LINES + 1)
+        except docker.errors.APIError as exc:
+            log.debug("no log of %s: %s", status.name, exc)
+            return status
+        log_stream = DockerLog(stream)
+        try:
+            found = tail.TailCollector().feed(log_stream).result()
+        except docker.errors.DockerException as exc:
+            log.debug("log of %s unreadable: %s", status.name, exc)
+            return status
+        finally:
+            log_stream.release()
+        return status.model_copy(update={
+            "last_output": LastOutput(text=found.text, truncated=found.truncated)})
+
     # ----------------------------------------------------------------------- ensure
 
     def ensure(self, name: str, spec: ContainerSpec) -> Ensured:
@@ -207,7 +268,8 @@ class Engine:
         with self._name_locks.hold(name), docker_errors():
             for attempt in range(_ATTEMPTS):
                 try:
-                    return self._ensure_once(desired)
+                    ensured = self._ensure_once(desired)
+                    return Ensured(self._with_last_output(ensured.status), ensured.outcome)
                 except _DecideAgainError as retry:
                     log.info("ensure %s: %s; deciding again", name, retry)
                     # Docker reserves a name before the container can be inspected: give the

@@ -29,7 +29,7 @@ from ieapi.errors import (
     from_api_error,
 )
 from ieapi.observe import docker_time, network_of, status_from_inspect
-from ieapi.settings import Settings, SettingsError
+from ieapi.settings import Settings, SettingsError, running_in_container
 
 # --------------------------------------------------------------------------- settings
 
@@ -62,6 +62,24 @@ def test_settings_errors_name_the_variable(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="empty"):
         Settings(token_file=tmp_path / "empty").check_startable()
     Settings(insecure_no_auth=True).check_startable()
+
+
+def test_in_a_container_the_ie_id_and_instance_id_must_be_explicit(tmp_path: Path) -> None:
+    """A container's host name (the default of both) is new on every re-create."""
+    both = {"IEAPI_TOKEN": "t", "IEAPI_IE_ID": "urn:ngsi-ld:IE:7", "IEAPI_INSTANCE_ID": "ie-7"}
+    Settings.from_env(both).check_identity(in_container=True)
+    for missing, named in (("IEAPI_IE_ID", "IEAPI_IE_ID"), ("IEAPI_INSTANCE_ID",
+                                                            "IEAPI_INSTANCE_ID")):
+        env = {k: v for k, v in both.items() if k != missing}
+        with pytest.raises(SettingsError, match=f"running in a container: set {named} "):
+            Settings.from_env(env).check_identity(in_container=True)
+        Settings.from_env(env).check_identity(in_container=False)  # bare install: defaults ok
+    with pytest.raises(SettingsError, match="IEAPI_IE_ID and IEAPI_INSTANCE_ID"):
+        Settings.from_env({"IEAPI_TOKEN": "t"}).check_identity(in_container=True)
+    marker = tmp_path / ".dockerenv"
+    assert running_in_container((marker,)) is False
+    marker.touch()
+    assert running_in_container((tmp_path / "absent", marker)) is True
 
 
 def test_token_source_keeps_last_token_while_file_is_missing(tmp_path: Path) -> None:

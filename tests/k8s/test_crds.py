@@ -30,6 +30,7 @@ from hooks.resources import (
     ContainerInfo,
     DIEStatus,
     Migration,
+    Names,
     Phase,
     Placement,
     PullInfo,
@@ -191,8 +192,6 @@ INVALID: list[tuple[str, JSON, Callable[[JSON], None], tuple[str, ...]]] = [
      ("spec.cliArgs[0].key", "Required value")),
     ("overlay-mtu", scd(networkOverlay={"mtu": 10}), lambda obj: None,
      ("spec.networkOverlay.mtu",)),
-    ("name-with-dot", scd(name="svc.one"), lambda obj: None,
-     ("metadata.name must be a DNS label",)),
     ("die-bad-url", die(), _set("spec.api.url", "ftp://ie-a:21"), ("spec.api.url",)),
     ("die-url-not-a-url", die(), _set("spec.api.url", "127.0.0.1:8081"), ("spec.api.url",)),
     ("die-missing-api", die(), _set("spec.api", ...), ("spec.api", "Required value")),
@@ -224,7 +223,7 @@ def test_valid_bases_of_the_invalid_table_are_accepted(api: CrdApiServer) -> Non
     for name, base, _, _ in INVALID:
         obj = copy.deepcopy(base)
         if name in ("duplicate-port-pair", "env-key-with-equals", "cliarg-without-key",
-                    "overlay-mtu", "name-with-dot"):
+                    "overlay-mtu"):
             continue  # their base is the invalid object itself
         apply_json(api, obj, "--dry-run=server")
 
@@ -269,7 +268,8 @@ def full_scd_status() -> JSON:
     """An SCD status with every field of hooks.resources.SCDStatus set."""
     status = SCDStatus(
         phase=Phase.MIGRATING, reason="MigrationPending", message="moving to ie-b",
-        ie="ie-a", placement=_placement("ie-a"),
+        ie="ie-a", names=Names(container="default.full", alias="full"),
+        placement=_placement("ie-a"),
         migration=Migration(to=_placement("ie-b")),
         pending_cleanups=[Cleanup(**_placement("ie-c").model_dump(), reason="Migrated")],
         container=ContainerInfo(
