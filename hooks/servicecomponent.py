@@ -242,7 +242,7 @@ def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
             if g.existing_ok:
                 placement = _refreshed(placement, g.target)
                 stage = Stage.PLACED
-                actions.append(Action(ActionKind.ENSURE, placement, spec))
+                actions.append(Action(ActionKind.ENSURE, placement))
             else:
                 stage = Stage.PLACED_GATE_CLOSED
         else:
@@ -259,7 +259,7 @@ def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
                 if g.existing_ok:
                     migration = _refreshed(migration, g.target)
                     stage = Stage.MIGRATING
-                    actions.append(Action(ActionKind.ENSURE, migration, spec))
+                    actions.append(Action(ActionKind.ENSURE, migration))
                 else:
                     stage = Stage.MIGRATION_BLOCKED
             elif g.open:
