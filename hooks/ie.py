@@ -18,7 +18,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
-from hooks.errors import HookError, PermanentError, TemporaryError
+from hooks.errors import PeerError, PermanentError, TemporaryError
 from hooks.http import Deadline, Suspects, pooled_session, send
 from hooks.ienats import NatsRequester
 from hooks.reasons import Reason
@@ -228,7 +228,7 @@ def _error_code(answer: Answer) -> ErrorCode | None:
         return None
 
 
-def _error(answer: Answer, what: str) -> HookError:
+def _error(answer: Answer, what: str) -> PeerError:
     """Classify an error answer, using the IE's ErrorBody when it sent one."""
     status = answer.status
     code: ErrorCode | None = None

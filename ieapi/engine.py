@@ -39,7 +39,7 @@ from ieapi.contract import (
     LastOutput,
     PullProgress,
 )
-from ieapi.desired import DesiredContainer, plan
+from ieapi.desired import DesiredContainer, desired_container
 from ieapi.errors import (
     ConflictError,
     DockerError,
@@ -56,7 +56,7 @@ _ATTEMPTS = 5
 _RETRY_PAUSE_SECONDS = 0.05
 
 
-class Outcome(StrEnum):
+class EnsureOutcome(StrEnum):
     """How an ensure ended."""
 
     UNCHANGED = "unchanged"
@@ -68,13 +68,13 @@ class Outcome(StrEnum):
     def http_status(self) -> int:
         """201 created/replaced, 202 image pulling, else 200 (a failed pull is a reported
         state of the ensure, not an error of the request: retried after the failure TTL)."""
-        return {Outcome.CREATED: 201, Outcome.PULLING: 202}.get(self, 200)
+        return {EnsureOutcome.CREATED: 201, EnsureOutcome.PULLING: 202}.get(self, 200)
 
 
 @dataclass(frozen=True)
 class Ensured:
     status: ContainerStatus
-    outcome: Outcome
+    outcome: EnsureOutcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +264,7 @@ class Engine:
 
     def ensure(self, name: str, spec: ContainerSpec) -> Ensured:
         """Make the container `name` match `spec` (see the module docstring)."""
-        desired = plan(name, spec, self._settings)
+        desired = desired_container(name, spec, self._settings)
         with self._name_locks.hold(name), docker_errors():
             for attempt in range(_ATTEMPTS):
                 try:
@@ -286,11 +286,12 @@ class Engine:
         if (current is not None and self._same_spec(current, desired)
                 and observe.state_of(current) is not ContainerState.DEAD):
             self._forget_pending(desired.name)
-            return Ensured(self._keep(current, desired), Outcome.UNCHANGED)
+            return Ensured(self._keep(current, desired), EnsureOutcome.UNCHANGED)
         pull = self._missing_image(desired)
         if pull is not None:
             pending = self._pending_of(desired.name)
-            outcome = Outcome.PULL_FAILED if pull.phase is PullPhase.FAILED else Outcome.PULLING
+            outcome = EnsureOutcome.PULL_FAILED if pull.phase is PullPhase.FAILED \
+                else EnsureOutcome.PULLING
             assert pending is not None
             return Ensured(self._pending_status(desired.name, pending, current, pull), outcome)
         if current is not None:
@@ -299,7 +300,7 @@ class Engine:
         self._forget_pending(desired.name)
         attrs = self._api.inspect_container(container_id)
         return Ensured(observe.status_from_inspect(attrs, self._prefix, desired.warnings),
-                       Outcome.CREATED)
+                       EnsureOutcome.CREATED)
 
     @staticmethod
     def _same_spec(attrs: dict[str, Any], desired: DesiredContainer) -> bool:

@@ -182,8 +182,8 @@ def _paths() -> dict[str, Any]:
 
 
 def _with_server_rules(schemas: dict[str, Any]) -> dict[str, Any]:
-    """Add the rules the server checks beyond the models (ieapi.desired.plan), so that a
-    request valid by this document is one the server accepts."""
+    """Add the rules the server checks beyond the models (ieapi.desired.desired_container), so
+    that a request valid by this document is one the server accepts."""
     spec = schemas["ContainerSpec"]["properties"]
     spec["image"].update(pattern=IMAGE_REFERENCE_PATTERN, maxLength=IMAGE_REFERENCE_MAX_LENGTH)
     schemas["KeyValue"]["properties"]["key"]["pattern"] = ENV_KEY_PATTERN

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import requests
 
-from hooks.errors import HookError
+from hooks.errors import PeerError
 from hooks.ienats import NatsRequester
 from ieapi.natsauth import NatsIdentity, new_user_nkey
 from ieapi.natsconfig import Credential, server_config
@@ -198,7 +198,7 @@ def wait_answering(nats: NatsServer, die_name: str, server: ServerProcess,
             try:
                 if request(requester, nats, die_name, Operation.INFO).status == 200:
                     return
-            except HookError:
+            except PeerError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"agent for {die_name} not answering within {timeout}s:\n"
@@ -228,7 +228,7 @@ def wait_subscribed(nats: NatsServer, die_name: str, server: ServerProcess,
 
 def request(requester: NatsRequester, nats: NatsServer, die_name: str, operation: Operation,
             name: str | None = None, *, body: bytes = b"", timeout: float = 5.0) -> Answer:
-    """One contract request as the hooks send it (HookError when it cannot be answered)."""
+    """One contract request as the hooks send it (PeerError when it cannot be answered)."""
     return requester.request(nats.url, subject("llo.ie", die_name, operation),
                              request_headers(operation, name), body, timeout=timeout,
                              what=f"{operation.value} on {die_name}")
