@@ -110,9 +110,26 @@ class NatsServer:
         self.ie_identities[name] = identity
         self._write_config()
         if self.process is not None and self.process.alive():
-            self.process.process.send_signal(signal.SIGHUP)  # reload: the new user exists now
-            time.sleep(0.3)
+            self._reload()
         return identity
+
+    def _varz(self) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.monitor_port}/varz"
+        answer: dict[str, Any] = requests.get(url, timeout=5).json()
+        return answer
+
+    def _reload(self, timeout: float = 15.0) -> None:
+        """SIGHUP, then wait until the server says it loaded the new configuration."""
+        assert self.process is not None
+        before = self._varz().get("config_load_time")
+        self.process.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._varz().get("config_load_time") != before:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nats-server did not reload within {timeout}s:\n"
+                           f"{self.process.log_tail()}")
 
     def _write_config(self) -> None:
         config = server_config(

@@ -64,9 +64,11 @@ async def _serve(client: Client, subj: str, seen: list[Msg]) -> None:
 def test_an_ie_answers_its_own_requests(bus: NatsServer) -> None:
     """Positive control: the permissions do not stop the legitimate exchange."""
 
+    errors: list[str] = []
+
     async def body() -> int:
         seen: list[Msg] = []
-        ie_a = await _connect(bus, bus.ie_identities[A])
+        ie_a = await _connect(bus, bus.ie_identities[A], errors)
         hooks = await _connect(bus, bus.hooks_identity)
         try:
             await _serve(ie_a, f"llo.ie.{A}.*", seen)
@@ -79,7 +81,8 @@ def test_an_ie_answers_its_own_requests(bus: NatsServer) -> None:
             await ie_a.close()
             await hooks.close()
 
-    assert _run(body) == 1
+    assert _run(body) == 1, errors
+    assert errors == []
 
 
 def test_one_ie_cannot_receive_another_ies_requests(bus: NatsServer) -> None:
