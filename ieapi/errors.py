@@ -69,6 +69,14 @@ class PayloadTooLargeError(IEApiError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
+class TooManyRequestsError(IEApiError):
+    """A bounded resource (e.g. logs streams) is in use; retry later."""
+
+    http_status = 429
+    code = ErrorCode.TOO_MANY_REQUESTS
+    temporary = True
+
+
 class DockerError(IEApiError):
     """Docker refused for a reason outside the request (its own 5xx)."""
 

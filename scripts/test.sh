@@ -13,6 +13,8 @@ need_command docker-registry docker-registry
 # The CRD API server tier (etcd) and the offline image builds (a Debian base rootfs).
 need_command etcd etcd-server
 need_command mmdebstrap mmdebstrap
+# systemd-analyze checks the edge box's unit file (edge/llo-ieapi.service).
+need_command systemd-analyze systemd
 install_needed
 
 # Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image
