@@ -187,6 +187,20 @@ class ContainerInfo(_Model):
     network: str | None = None
 
 
+class FailureInfo(_Model):
+    """The container's failure as the IE reported it, shaped after a Pod's
+    `state.terminated` with `terminationMessagePolicy: FallbackToLogsOnError`: exit code, time
+    and the end of its output (ieapi.tail: at most 80 lines and 2,048 bytes, newest kept).
+    Present while the container has failed (exited non-zero, restarting, dead); gone once it
+    runs again."""
+
+    exit_code: int | None = None
+    finished_at: str | None = None
+    restart_count: int = 0
+    last_output: str = ""
+    last_output_truncated: bool = False
+
+
 class PullInfo(_Model):
     layers_total: int = 0
     layers_done: int = 0
@@ -232,18 +246,11 @@ class SCDStatus(_Model):
     migration: Migration | None = None
     pending_cleanups: list[Cleanup] = Field(default_factory=list)
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None
     pull: PullInfo | None = None
     broker: BrokerInfo | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
-
-
-class SCD(_Model):
-    api_version: str = API_VERSION
-    kind: str = SCD_KIND
-    metadata: ObjectMeta
-    spec: SCDSpec
-    status: SCDStatus | None = None
 
 
 # ------------------------------------------------------------------ DockerInfrastructureElement

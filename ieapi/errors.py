@@ -64,11 +64,6 @@ class PortInUseError(IEApiError):
     code = ErrorCode.PORT_IN_USE
 
 
-class PayloadTooLargeError(IEApiError):
-    http_status = 413
-    code = ErrorCode.PAYLOAD_TOO_LARGE
-
-
 class TooManyRequestsError(IEApiError):
     """A bounded resource (e.g. logs streams) is in use; retry later."""
 

@@ -166,19 +166,21 @@ class ScriptedIE(IEClient):
         assert deleted is not None
         return DeleteResult(name=name, deleted=deleted)
 
-    def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
-        answer, self.probe = self.probe, None
-        assert answer is not None, f"info of IE {ep.ie!r}: no probe scripted"
+    @staticmethod
+    def _scripted(answer: JSON | None, what: str) -> JSON:
+        """A scripted probe or listing: the body, or the failure raised."""
+        assert answer is not None, f"{what}: nothing scripted"
         if "failure" in answer:
             _raise(Failure.model_validate(answer["failure"]))
-        return IEInfo.model_validate(answer)
+        return answer
+
+    def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
+        answer, self.probe = self.probe, None
+        return IEInfo.model_validate(self._scripted(answer, f"info of IE {ep.ie!r}"))
 
     def list(self, ep: Endpoint, deadline: Deadline) -> ContainerList:
         answer, self.listing = self.listing, None
-        assert answer is not None, f"list on IE {ep.ie!r}: no listing scripted"
-        if "failure" in answer:
-            _raise(Failure.model_validate(answer["failure"]))
-        return ContainerList.model_validate(answer)
+        return ContainerList.model_validate(self._scripted(answer, f"list on IE {ep.ie!r}"))
 
     def done(self) -> None:
         assert not self.answers, f"scripted observations not asked for: {list(self.answers)}"
