@@ -209,8 +209,18 @@ class PullInfo(_Model):
     message: str = ""
 
 
+class EntitySource(StrEnum):
+    """How status.broker.entityId was found (hooks/brokerstatus.py `entity_target`)."""
+
+    ANNOTATION = "Annotation"  # the exact annotation llo.aeros-project.eu/entity-id
+    LABEL = "Label"            # decoded from the instance label; the broker accepted a write
+    QUERY = "Query"            # the one entity an idPattern query for the label found
+
+
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    entity_source: EntitySource | None = Field(
+        default=None, description="How entityId was found; unset while it is only a guess")
     desired: str | None = Field(
         default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(

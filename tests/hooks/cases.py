@@ -190,11 +190,13 @@ class ScriptedIE(IEClient):
 
 class ScriptedBroker(BrokerClient):
     """A broker client that hands out the step's scripted answers in order, checking that each
-    is for the value asked for."""
+    is for the value (and, when the answer names one, the `entity`) asked for. `queries` are
+    the answers to idPattern lookups: `{"pattern": ..., "ids": [...]}` or `{"failure": ...}`."""
 
     def __init__(self, settings: Settings, step: JSON, calls: list[str]) -> None:
         super().__init__(settings)
         self.answers = [BrokerObservation.model_validate(a) for a in step.get("broker", [])]
+        self.queries: list[JSON] = list(step.get("queries", []))
         self.asked: list[str] = []
         self.calls = calls
 
@@ -204,13 +206,27 @@ class ScriptedBroker(BrokerClient):
         assert self.answers, f"the hook asked the broker for {value!r}; no answer scripted"
         answer = self.answers.pop(0)
         assert answer.value == value, f"broker asked for {value!r}, answer is for {answer.value!r}"
+        if answer.entity is not None:
+            assert entity == answer.entity, f"written to {entity!r}, expected {answer.entity!r}"
         if answer.failure is not None:
             _raise(answer.failure)
         assert answer.outcome is not None
         return answer.outcome
 
+    def find_entities(self, entity_type: str, pattern: str, deadline: Deadline) -> list[str]:
+        self.calls.append(f"broker:query:{pattern}")
+        assert self.queries, f"the hook queried idPattern {pattern!r}; no answer scripted"
+        answer = self.queries.pop(0)
+        assert entity_type == "ServiceComponent"
+        if "pattern" in answer:
+            assert pattern == answer["pattern"], f"queried {pattern!r}"
+        if "failure" in answer:
+            _raise(Failure.model_validate(answer["failure"]))
+        return list(answer["ids"])
+
     def done(self) -> None:
         assert not self.answers, f"scripted broker answers not asked for: {self.answers}"
+        assert not self.queries, f"scripted queries not asked for: {self.queries}"
 
 
 def _request(parent: JSON, die: DIE | None, finalizing: bool) -> SyncRequest:
