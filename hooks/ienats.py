@@ -89,6 +89,7 @@ class NatsRequester:
                 self._pid = os.getpid()
                 self._clients = {}
                 self._connecting = {}
+                self._closing = False
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name="llo-nats",
                                  daemon=True).start()
