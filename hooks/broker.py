@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import requests
 
+from hooks import metrics
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline, pooled_session, send
 from hooks.observations import BrokerOutcome
@@ -71,12 +72,16 @@ class BrokerClient:
               what: str) -> requests.Response:
         s = self.settings
         verify: bool | str = str(s.broker_ca_bundle) if s.broker_ca_bundle else True
-        return send(self.session, method, url, deadline=deadline,
-                    connect_timeout=s.broker_connect_timeout_seconds,
-                    read_timeout=s.broker_read_timeout_seconds, retries=s.broker_retries,
-                    unreachable=Reason.BROKER_UNREACHABLE, tls_failure=Reason.BROKER_UNREACHABLE,
-                    retry_statuses=(502, 503, 504), what=what, json=body,
-                    headers=self._headers(), verify=verify)
+        with metrics.broker_call() as answered:
+            response = send(self.session, method, url, deadline=deadline,
+                            connect_timeout=s.broker_connect_timeout_seconds,
+                            read_timeout=s.broker_read_timeout_seconds,
+                            retries=s.broker_retries, unreachable=Reason.BROKER_UNREACHABLE,
+                            tls_failure=Reason.BROKER_UNREACHABLE,
+                            retry_statuses=(502, 503, 504), what=what, json=body,
+                            headers=self._headers(), verify=verify)
+            answered(response)
+        return response
 
     def set_status(self, entity: str, value: str, deadline: Deadline) -> BrokerOutcome:
         """Make the broker hold `value`. Raises TemporaryError / PermanentError."""

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
+from hooks import metrics
 from hooks.errors import HookError, PermanentError, TemporaryError
 from hooks.http import Deadline, Suspects, pooled_session, send
 from hooks.reasons import Reason
@@ -139,12 +140,14 @@ class IEClient:
     def _call(self, method: str, ep: Endpoint, path: str, deadline: Deadline, *, what: str,
               allow: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
         s = self.settings
-        response = send(self.session, method, ep.url.rstrip("/") + path, deadline=deadline,
-                        connect_timeout=s.ie_connect_timeout_seconds,
-                        read_timeout=s.ie_read_timeout_seconds, retries=s.ie_retries,
-                        unreachable=Reason.IE_UNREACHABLE, tls_failure=Reason.IE_TLS_ERROR,
-                        retry_statuses=(503,), what=what, headers=self._headers(ep),
-                        verify=self._verify(ep), suspects=self.suspects, **kwargs)
+        with metrics.ie_call(ep.ie) as answered:
+            response = send(self.session, method, ep.url.rstrip("/") + path,
+                            deadline=deadline, connect_timeout=s.ie_connect_timeout_seconds,
+                            read_timeout=s.ie_read_timeout_seconds, retries=s.ie_retries,
+                            unreachable=Reason.IE_UNREACHABLE, tls_failure=Reason.IE_TLS_ERROR,
+                            retry_statuses=(503,), what=what, headers=self._headers(ep),
+                            verify=self._verify(ep), suspects=self.suspects, **kwargs)
+            answered(response)
         if response.status_code < 400 or response.status_code in allow:
             return response
         with response:

@@ -11,9 +11,9 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # dockerd 20.10 speaks at most 1.41, and every newer daemon still accepts it.
@@ -51,6 +51,17 @@ class Settings(BaseModel):
     tls_cert_file: Path | None = Field(
         default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
     tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        """`info` and `INFO`, `JSON` and `json` alike (gunicorn takes its level in lower case)."""
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in ("debug", "info", "warning", "error",
+                                                   "critical") else value.lower()
 
     @property
     def managed_by(self) -> str:
@@ -148,6 +159,8 @@ ENV_VARIABLES: dict[str, str] = {
     "container_init": "IEAPI_CONTAINER_INIT",
     "tls_cert_file": "IEAPI_TLS_CERT_FILE",
     "tls_key_file": "IEAPI_TLS_KEY_FILE",
+    "log_level": "IEAPI_LOG_LEVEL",
+    "log_format": "IEAPI_LOG_FORMAT",
 }
 
 ENV_HELP = """\
@@ -171,6 +184,7 @@ Environment (IE Docker API):
   IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
   IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
                                clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
+  IEAPI_LOG_FORMAT=text        log lines as text (default: json, one object per line)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
 """
