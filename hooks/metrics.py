@@ -18,7 +18,7 @@ import requests
 from flask import Flask, Response, g, request
 from prometheus_client import Counter, Histogram
 
-from hooks.errors import HookError
+from hooks.errors import PeerError
 from llo_serving.metrics import LATENCY_BUCKETS, status_class
 
 HOOK_REQUESTS = Counter(
@@ -84,7 +84,7 @@ def hook_outcome(code: int, internal_error: bool) -> str:
 def peer_call(record: Callable[[str, float], None]) -> Iterator[
         Callable[[requests.Response], None]]:
     """Times one call and records (outcome, seconds): the answer's status class, set by the
-    callback the block receives, or, when it raised, the HookError's reason."""
+    callback the block receives, or, when it raised, the PeerError's reason."""
     started = time.monotonic()
     outcome = "unknown"
 
@@ -93,7 +93,7 @@ def peer_call(record: Callable[[str, float], None]) -> Iterator[
         outcome = status_class(response.status_code)
     try:
         yield answered
-    except HookError as exc:
+    except PeerError as exc:
         outcome = str(exc.reason)
         raise
     finally:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from hooks.errors import Failure
 from hooks.reasons import Reason
 from hooks.resources import Placement
-from ieapi.contract import ContainerSpec, ContainerStatus
+from ieapi.contract import ContainerStatus
 
 
 class ActionKind(StrEnum):
@@ -28,7 +28,6 @@ class Action:
 
     kind: ActionKind
     target: Placement
-    spec: ContainerSpec | None = None  # ensure only
 
     @property
     def key(self) -> tuple[str, str]:

@@ -228,14 +228,6 @@ class SCDStatus(_Model):
     observed_generation: int | None = None
 
 
-class SCD(_Model):
-    api_version: str = API_VERSION
-    kind: str = SCD_KIND
-    metadata: ObjectMeta
-    spec: SCDSpec
-    status: SCDStatus | None = None
-
-
 # ------------------------------------------------------------------ DockerInfrastructureElement
 
 

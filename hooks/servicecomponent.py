@@ -1,6 +1,6 @@
 """ServiceComponentDocker decisions, free of I/O: plan → (the I/O layer acts) → report.
 
-`plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
+`sync_plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
 `assess()` turns what the IEs answered into the phase (and so the broker value), and `report()`
 builds the new status and resyncAfterSeconds. Deletion is `hooks.teardown`; what the broker
 part of the status says is `hooks.brokerstatus`. The rules are docs/architecture.md "Hooks: the
@@ -170,7 +170,7 @@ class Stage(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class SyncPlan:
     stage: Stage
     gate: Gate | None
     placement: Placement | None
@@ -198,7 +198,7 @@ def _refreshed(recorded: Placement, current: Placement | None) -> Placement:
     return current
 
 
-def plan(scd: SCDObject, die: DIE | None) -> Plan:
+def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
     """Decide the IE calls of one sync. `die` is the related DIE named by selectedIE."""
     old = scd.status
     placement = old.placement
@@ -239,7 +239,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             if g.existing_ok:
                 placement = _refreshed(placement, g.target)
                 stage = Stage.PLACED
-                actions.append(Action(ActionKind.ENSURE, placement, spec))
+                actions.append(Action(ActionKind.ENSURE, placement))
             else:
                 stage = Stage.PLACED_GATE_CLOSED
         else:
@@ -256,7 +256,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
                 if g.existing_ok:
                     migration = _refreshed(migration, g.target)
                     stage = Stage.MIGRATING
-                    actions.append(Action(ActionKind.ENSURE, migration, spec))
+                    actions.append(Action(ActionKind.ENSURE, migration))
                 else:
                     stage = Stage.MIGRATION_BLOCKED
             elif g.open:
@@ -276,9 +276,9 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             continue
         kept.append(c)
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
-    return Plan(stage=stage, gate=g, placement=placement, migration=migration,
-                cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
-                abandoned=tuple(abandoned))
+    return SyncPlan(stage=stage, gate=g, placement=placement, migration=migration,
+                    cleanups=tuple(kept), actions=tuple(actions), spec=spec,
+                    spec_error=spec_error, abandoned=tuple(abandoned))
 
 
 # =========================================================================== assess
@@ -431,12 +431,12 @@ def index(observations: Iterable[Observation]) -> dict[tuple[str, str], Observat
     return {o.key: o for o in observations}
 
 
-def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> Assessment:
+def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) -> Assessment:
     """Phase, container and conditions (but cleanups/broker) from the placement calls."""
     obs = index(observations)
     is_job = scd.spec.is_job if scd.spec is not None else False
-    g = plan_.gate
-    p, m = plan_.placement, plan_.migration
+    g = plan.gate
+    p, m = plan.placement, plan.migration
 
     def ie_cond(v: Verdict) -> tuple[ConditionStatus, Reason, str]:
         if v.ie_failure is not None:
@@ -444,8 +444,8 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         assert g is not None
         return (ConditionStatus.TRUE, g.reason, g.message)
 
-    if plan_.stage is Stage.INVALID_SPEC:
-        msg = plan_.spec_error or "invalid spec"
+    if plan.stage is Stage.INVALID_SPEC:
+        msg = plan.spec_error or "invalid spec"
         return Assessment(phase=Phase.FAILED, reason=Reason.INVALID_SPEC, message=msg,
                           placement=p, migration=m,
                           container_ready=(ConditionStatus.FALSE, Reason.INVALID_SPEC, msg),
@@ -454,48 +454,48 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
 
-    if plan_.stage is Stage.NOT_PLACED:
+    if plan.stage is Stage.NOT_PLACED:
         return Assessment(phase=Phase.PENDING, reason=g.reason, message=g.message,
                           ie_ready=gate_false,
                           container_ready=(ConditionStatus.FALSE, Reason.NOT_PLACED,
                                            "no container yet: " + g.message),
                           pace=gate_pace, backoff_condition=READY)
     assert p is not None
-    if plan_.stage is Stage.PLACEMENT_INTENT:
+    if plan.stage is Stage.PLACEMENT_INTENT:
         msg = f"placing on IE {p.ie!r}"
         return Assessment(phase=Phase.DEPLOYING, reason=Reason.PLACEMENT_RECORDED, message=msg,
                           placement=p, ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=(ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED,
                                            msg),
                           pace=Pace.INTENT, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED_GATE_CLOSED:
+    if plan.stage is Stage.PLACED_GATE_CLOSED:
         return Assessment(phase=Phase.UNKNOWN, reason=g.reason, message=g.message,
                           placement=p, container=UNKNOWN_CONTAINER, ie_ready=gate_false,
                           container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
                           pace=gate_pace, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED:
-        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job)
+    if plan.stage is Stage.PLACED:
+        v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job)
         return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
                           container=v.container, pull=v.pull, ie_ready=ie_cond(v),
                           container_ready=(v.ready, v.reason, v.message), pace=v.pace,
                           backoff_condition=READY)
 
     # ---- migration stages: the old container keeps serving and is only observed
-    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job)
+    old = verdict_of(_observation(obs, plan.action(ActionKind.OBSERVE, p.ie)), is_job)
     old_ready = (old.ready, old.reason, old.message)
     selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
     moving = f"moving from IE {p.ie!r} to IE {selected!r}"
     # The old IE failing to answer hurries the pace; its health alone does not (a target that
     # fails permanently is retried at the permanent pace, not on every steady resync).
     old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
-    if plan_.stage is Stage.MIGRATION_INTENT:
+    if plan.stage is Stage.MIGRATION_INTENT:
         return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
                           message=moving, placement=p, migration=m, container=old.container,
                           ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
                           pace=Pace.INTENT, backoff_condition=MIGRATED)
-    if plan_.stage is Stage.MIGRATION_BLOCKED:
+    if plan.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
                           migration=m, container=old.container, ie_ready=gate_false,
@@ -503,7 +503,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
                           migrated=(ConditionStatus.FALSE, g.reason, msg),
                           pace=min(gate_pace, old_pace), backoff_condition=MIGRATED)
     assert m is not None
-    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job)
+    new = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, m.ie)), is_job)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(phase=new.phase, reason=new.reason, message=new.message,
@@ -523,7 +523,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SCDReport:
     status: SCDStatus
     resync_after_seconds: float
     finalized: bool = False
@@ -541,8 +541,8 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
-           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
+def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence[Observation],
+           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> SCDReport:
     """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
     one whose broker value was sent) and every observation (cleanups included). Deterministic:
     `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
@@ -554,7 +554,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     # ---- cleanups: confirmed deletes leave the list; a completed migration adds the old IE
     failures: dict[str, Failure] = {}
     remaining: list[Cleanup] = []
-    for c in plan_.cleanups:
+    for c in plan.cleanups:
         o = obs.get((ActionKind.DELETE.value, c.ie))
         if o is not None and o.confirmed_gone:
             continue
@@ -564,7 +564,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     if a.promoted_from is not None:
         remaining.append(as_cleanup(a.promoted_from, Reason.MIGRATION_COMPLETED))
     cleanup_pace = Pace.STEADY
-    if remaining or plan_.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
+    if remaining or plan.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
         if remaining:
             cs.set(CLEANED_UP, (ConditionStatus.FALSE, Reason.CLEANUP_PENDING,
                                 _cleanup_message(remaining, failures)))
@@ -582,7 +582,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
                    else a.reason, a.message))
     if a.migrated is not None:
         cs.set(MIGRATED, a.migrated)
-    elif plan_.abandoned:
+    elif plan.abandoned:
         cs.set(MIGRATED, (ConditionStatus.TRUE, Reason.MIGRATION_ABANDONED,
                           "selectedIE is back on the IE the container runs on"))
     else:
@@ -605,6 +605,6 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     for pace, type_ in ((cleanup_pace, CLEANED_UP), (b.pace, BROKER_SYNCED)):
         if pace in (Pace.INTENT, Pace.CONVERGING, Pace.ERROR):
             resync = min(resync, pace_seconds(pace, settings, error_elapsed=cs.elapsed(type_)))
-    return Outcome(status=status, resync_after_seconds=resync)
+    return SCDReport(status=status, resync_after_seconds=resync)
 
 

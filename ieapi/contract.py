@@ -244,6 +244,14 @@ class PublishedPort(_Wire):
     host_port: int | None = None
 
 
+class LastOutput(_Wire):
+    """The end of a failed container's output (ieapi.tail: at most 80 lines and 2,048 bytes,
+    the newest kept, cleaned to printable UTF-8)."""
+
+    text: str = Field(description="Last lines of stdout and stderr, interleaved")
+    truncated: bool = Field(description="True when older output was left out")
+
+
 class ContainerStatus(_Wire):
     """Body of `GET`/`PUT /v1/containers/{name}`: what the IE observed."""
 
@@ -264,6 +272,9 @@ class ContainerStatus(_Wire):
     pull: PullProgress | None = None
     warnings: list[str] = Field(default_factory=list)
     is_job: bool = False
+    last_output: LastOutput | None = Field(
+        default=None, description="Only while the container has failed: exited with a non-zero "
+        "code, restarting after such an exit, or dead. Not in list answers.")
 
 
 class ContainerList(_Wire):
@@ -291,6 +302,32 @@ class IEInfo(_Wire):
     allow_privileged: bool
 
 
+LOGS_CONTENT_TYPE = "text/plain"
+# A duration before now (`90s`, `5m`, `2h`) or an RFC 3339 time.
+LOGS_SINCE_PATTERN = (r"^(\d{1,9}[smh]|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?"
+                      r"(Z|[+-]\d\d:\d\d))$")
+
+
+class LogsQuery(_Request):
+    """Query of `GET /v1/containers/{name}/logs`. The server bounds `tail` and `limitBytes`
+    (IEAPI_LOGS_MAX_TAIL_LINES, IEAPI_LOGS_MAX_BYTES) and answers 400 above them."""
+
+    tail: int | None = Field(
+        default=None, ge=0, description="Lines from the end of the log (default: the server's "
+        "maximum, 10000 unless configured)")
+    since: str | None = Field(
+        default=None, max_length=64, pattern=LOGS_SINCE_PATTERN,
+        description="Only output after this point: a duration before now on the IE's clock "
+        "(`90s`, `5m`, `2h`) or an RFC 3339 time (`2026-12-01T23:00:00Z`)")
+    timestamps: bool = Field(default=False, description="Prefix every line with Docker's "
+                             "RFC 3339 timestamp")
+    follow: bool = Field(default=False, description="Keep the answer open and stream new "
+                         "output until the container stops or the client goes away")
+    limit_bytes: int | None = Field(
+        default=None, ge=1, description="End the answer after this many bytes (default: the "
+        "server's maximum, 16 MiB unless configured)")
+
+
 class ErrorCode(StrEnum):
     INVALID_REQUEST = "InvalidRequest"
     UNAUTHORIZED = "Unauthorized"
@@ -300,6 +337,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "Conflict"
     PORT_IN_USE = "PortInUse"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    TOO_MANY_REQUESTS = "TooManyRequests"
     DOCKER_UNAVAILABLE = "DockerUnavailable"
     DOCKER_ERROR = "DockerError"
     INTERNAL = "Internal"

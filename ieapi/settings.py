@@ -51,6 +51,17 @@ class Settings(BaseModel):
     tls_cert_file: Path | None = Field(
         default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
     tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
+    logs_max_tail_lines: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="Largest `tail` of a logs request, and its default")
+    logs_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Most bytes one logs answer carries (follow included), and the default "
+        "`limitBytes`")
+    logs_max_streams: int = Field(
+        default=4, ge=1, le=64,
+        description="Logs requests streaming at once; more get 429 (each holds a server thread, "
+        "which the hooks' calls need too)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 
@@ -159,6 +170,9 @@ ENV_VARIABLES: dict[str, str] = {
     "container_init": "IEAPI_CONTAINER_INIT",
     "tls_cert_file": "IEAPI_TLS_CERT_FILE",
     "tls_key_file": "IEAPI_TLS_KEY_FILE",
+    "logs_max_tail_lines": "IEAPI_LOGS_MAX_TAIL_LINES",
+    "logs_max_bytes": "IEAPI_LOGS_MAX_BYTES",
+    "logs_max_streams": "IEAPI_LOGS_MAX_STREAMS",
     "log_level": "IEAPI_LOG_LEVEL",
     "log_format": "IEAPI_LOG_FORMAT",
 }
@@ -184,6 +198,9 @@ Environment (IE Docker API):
   IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
   IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
                                clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
+  IEAPI_LOGS_MAX_TAIL_LINES    largest and default `tail` of GET .../logs (default: 10000)
+  IEAPI_LOGS_MAX_BYTES         most bytes in one logs answer, follow too (default: 16777216)
+  IEAPI_LOGS_MAX_STREAMS       logs answers streaming at once; more get 429 (default: 4)
   IEAPI_LOG_FORMAT=text        log lines as text (default: json, one object per line)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)

@@ -685,8 +685,17 @@ def test_mongo_sample_is_the_orion_database() -> None:
     assert mongo["spec"]["selectedIE"] == orion["spec"]["selectedIE"]
 
 
+def _strict_scd(obj: JSON) -> resources.SCDObject:
+    """The SCD as the hooks read it, with nothing the lenient reader would have forgiven."""
+    scd = resources.read_scd(obj)
+    assert scd.spec_error is None
+    resources.SCDStatus.model_validate(obj.get("status") or {})
+    return scd
+
+
 def test_job_sample_is_a_job() -> None:
-    job = resources.SCD.model_validate(_yaml(SAMPLES / "scd-job.yaml"))
+    job = _strict_scd(_yaml(SAMPLES / "scd-job.yaml"))
+    assert job.spec is not None
     assert job.spec.is_job is True
 
 
@@ -697,8 +706,10 @@ def test_sample_validates(path: Path) -> None:
     result, errors = apply_schema(doc, _schema(crd))
     assert errors == []
     assert _subset(doc, result)  # nothing pruned, only defaults added
-    model = resources.SCD if doc["kind"] == resources.SCD_KIND else resources.DIE
-    model.model_validate(doc)
+    if doc["kind"] == resources.SCD_KIND:
+        _strict_scd(doc)
+    else:
+        resources.DIE.model_validate(doc)
 
 
 def test_sample_dies_match_their_scds() -> None:
@@ -757,7 +768,7 @@ def test_hook_body_is_what_metacontroller_sends(path: Path) -> None:
     if hook == "customize":
         assert set(body) == {"controller", "parent"}
         CustomizeRequest.model_validate(body)
-        resources.SCD.model_validate(parent)
+        _strict_scd(parent)
         return
     assert set(body) == {"controller", "parent", "children", "related", "finalizing"}
     request = SyncRequest.model_validate(body)
@@ -768,7 +779,8 @@ def test_hook_body_is_what_metacontroller_sends(path: Path) -> None:
         assert body["related"] == {}
         resources.DIE.model_validate(parent)
         return
-    scd = resources.SCD.model_validate(parent)
+    scd = _strict_scd(parent)
+    assert scd.spec is not None
     assert set(body["related"]) == {resources.DIE_RELATED_KEY}
     die_obj = request.related_object(resources.DIE_RELATED_KEY, scd.spec.selected_ie.hostname)
     assert die_obj is not None

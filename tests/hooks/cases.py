@@ -233,7 +233,7 @@ def run_step(case: Case, obj: JSON, die: DIE | None, step: JSON) -> Result:
         status, resync, finalized = out.status_json(), out.resync_after_seconds, out.finalized
         orphaned = [p.ie for p in out.orphaned]
         if not finalizing:  # which stage the plan saw (the calls are checked as made)
-            stage = sc.plan(read_scd(obj), die).stage.value
+            stage = sc.sync_plan(read_scd(obj), die).stage.value
     else:
         answer = reconciler.die(request, finalizing=finalizing)
         status = dict(answer.status or {})

@@ -232,7 +232,12 @@ def test_openapi_document_describes_the_routes(ie: IEApiClient) -> None:
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
     assert set(paths) == {"/healthz", "/openapi.json", "/v1/info", "/v1/containers",
-                          "/v1/containers/{name}"}
+                          "/v1/containers/{name}", "/v1/containers/{name}/logs"}
+    logs = paths["/v1/containers/{name}/logs"]["get"]
+    assert {p["name"] for p in logs["parameters"]} == {
+        "tail", "since", "timestamps", "follow", "limitBytes"}
+    assert "IEAPI_LOGS_MAX_BYTES" in logs["description"]
+    assert set(logs["responses"]) >= {"200", "400", "401", "404", "429"}
     assert set(paths["/v1/containers/{name}"]) >= {"put", "get", "delete", "parameters"}
     schemas = document["components"]["schemas"]
     for name in ("ContainerSpec", "ContainerStatus", "ContainerList", "DeleteResult", "IEInfo",

@@ -12,8 +12,13 @@ from pydantic import ValidationError
 from ieapi.api import field_path, invalid_request_from
 from ieapi.auth import TokenSource
 from ieapi.contract import LABEL_NAME, LABEL_SPEC_HASH, ContainerSpec, ContainerState
-from ieapi.desired import WARNING_ALIAS_WITHOUT_SERVICE, auth_config, network_name, plan
-from ieapi.engine import Outcome, _created_key
+from ieapi.desired import (
+    WARNING_ALIAS_WITHOUT_SERVICE,
+    auth_config,
+    desired_container,
+    network_name,
+)
+from ieapi.engine import EnsureOutcome, _created_key
 from ieapi.errors import (
     ConflictError,
     DockerError,
@@ -106,7 +111,7 @@ def test_plan_translates_the_spec() -> None:
         "service": "urn_ngsi-ld_Service_1", "alias": "orion",
         "registryAuth": {"url": "reg.example", "username": "u", "password": "p"},
     })
-    desired = plan("ns.orion", spec, _settings())
+    desired = desired_container("ns.orion", spec, _settings())
     assert desired.container_name == "llo-ns.orion"
     assert desired.command == ["-dbhost", "service-1-mongo", "-forwarding"]
     assert desired.environment == ["A=1"]
@@ -124,7 +129,7 @@ def test_plan_translates_the_spec() -> None:
 def test_plan_job_unexposed_no_service() -> None:
     spec = ContainerSpec.model_validate({"image": "x", "isJob": True, "exposePorts": False,
                                          "ports": [{"number": 80}], "alias": "lonely"})
-    desired = plan("ns.job", spec, _settings())
+    desired = desired_container("ns.job", spec, _settings())
     assert desired.restart_policy == {"Name": "no"}
     assert desired.port_bindings == {}
     assert desired.command is None  # the image's own CMD
@@ -136,8 +141,8 @@ def test_plan_job_unexposed_no_service() -> None:
 def test_plan_refuses_privileged_unless_allowed() -> None:
     spec = ContainerSpec.model_validate({"image": "x", "privileged": True})
     with pytest.raises(PrivilegedNotAllowedError):
-        plan("ns.p", spec, _settings())
-    assert plan("ns.p", spec, _settings(allow_privileged=True)).privileged is True
+        desired_container("ns.p", spec, _settings())
+    assert desired_container("ns.p", spec, _settings(allow_privileged=True)).privileged is True
 
 
 def test_network_names_are_distinct_and_docker_safe() -> None:
@@ -248,9 +253,9 @@ def test_validation_errors_become_dotted_camel_case_paths() -> None:
         ContainerSpec.model_validate({"image": "x", "cli_args": [{"key": ""}]})
     invalid = invalid_request_from(caught.value)
     assert invalid.field == "cliArgs.0.key"
-    assert Outcome.PULLING.http_status == 202
-    assert Outcome.PULL_FAILED.http_status == 200
-    assert Outcome.CREATED.http_status == 201
+    assert EnsureOutcome.PULLING.http_status == 202
+    assert EnsureOutcome.PULL_FAILED.http_status == 200
+    assert EnsureOutcome.CREATED.http_status == 201
 
 
 def test_port_conflict_message_is_stable_across_attempts() -> None:

@@ -26,7 +26,8 @@ from llo_serving.logs import (
 )
 
 ACCESS_ATOMS = {"h": "10.0.0.7", "m": "PUT", "U": "/v1/containers/ns.web", "q": "",
-                "s": "201", "b": "403", "B": "403", "M": "12", "r": "PUT /v1/containers/ns.web HTTP/1.1"}
+                "s": "201", "b": "403", "B": "403", "M": "12",
+                "r": "PUT /v1/containers/ns.web HTTP/1.1"}
 
 
 def _record(name: str, msg: str, args: Any = (), **extra: Any) -> logging.LogRecord:
