@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-import requests
 from flask import Flask, Response, g, request
 from prometheus_client import Counter, Histogram
 
@@ -81,16 +80,15 @@ def hook_outcome(code: int, internal_error: bool) -> str:
 
 
 @contextmanager
-def peer_call(record: Callable[[str, float], None]) -> Iterator[
-        Callable[[requests.Response], None]]:
-    """Times one call and records (outcome, seconds): the answer's status class, set by the
-    callback the block receives, or, when it raised, the PeerError's reason."""
+def peer_call(record: Callable[[str, float], None]) -> Iterator[Callable[[int], None]]:
+    """Times one call and records (outcome, seconds): the class of the answer's status, given
+    to the callback the block receives, or, when it raised, the PeerError's reason."""
     started = time.monotonic()
     outcome = "unknown"
 
-    def answered(response: requests.Response) -> None:
+    def answered(status: int) -> None:
         nonlocal outcome
-        outcome = status_class(response.status_code)
+        outcome = status_class(status)
     try:
         yield answered
     except PeerError as exc:
@@ -112,11 +110,11 @@ def _record_broker(outcome: str, seconds: float) -> None:
     BROKER_DURATION.labels(outcome=outcome).observe(seconds)
 
 
-def ie_call(ie: str) -> AbstractContextManager[Callable[[requests.Response], None]]:
+def ie_call(ie: str) -> AbstractContextManager[Callable[[int], None]]:
     return peer_call(_record_ie(ie))
 
 
-def broker_call() -> AbstractContextManager[Callable[[requests.Response], None]]:
+def broker_call() -> AbstractContextManager[Callable[[int], None]]:
     return peer_call(_record_broker)
 
 

