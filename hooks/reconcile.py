@@ -17,13 +17,18 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from hooks import brokerstatus, infrastructure, servicecomponent, teardown
-from hooks.broker import BrokerClient
-from hooks.brokerstatus import entity_id
+from hooks.broker import SERVICE_COMPONENT, BrokerClient
 from hooks.errors import PeerError
 from hooks.http import Deadline
 from hooks.ie import Endpoint, IEClient
 from hooks.logs import ObjectLogger, object_logger
-from hooks.observations import Action, ActionKind, BrokerObservation, Observation
+from hooks.observations import (
+    Action,
+    ActionKind,
+    BrokerObservation,
+    BrokerOutcome,
+    Observation,
+)
 from hooks.protocol import (
     CustomizeRequest,
     CustomizeResponse,
@@ -37,6 +42,7 @@ from hooks.resources import (
     DIE_RELATED_KEY,
     DIE_RESOURCE,
     DIEStatus,
+    EntitySource,
     ObjectMeta,
     SCDObject,
     dump,
@@ -127,7 +133,7 @@ class Reconciler:
         observations = self.execute(fplan.actions, None, deadline, log)
         decision = teardown.finalize_decision(scd, fplan, observations, now, self.settings)
         finished = teardown.finished_request(scd, fplan, decision, attempts, self.settings)
-        attempts += self._broker_call(scd, finished, deadline, log)
+        attempts += self._broker_call(scd, finished, deadline, log, attempts)
         report = teardown.finalize_report(scd, decision, attempts, now=now,
                                           settings=self.settings)
         for p in report.orphaned:
@@ -216,17 +222,36 @@ class Reconciler:
         return out
 
     def _broker_call(self, scd: SCDObject, value: str | None, deadline: Deadline,
-                     log: ObjectLogger) -> list[BrokerObservation]:
-        eid = entity_id(scd.metadata)
-        if value is None or eid is None:
+                     log: ObjectLogger, earlier: Sequence[BrokerObservation] = (),
+                     ) -> list[BrokerObservation]:
+        """Set `value` on the SCD's entity (brokerstatus.entity_target says which). A decoded
+        label the broker does not have is looked up once by idPattern; only a single match
+        is written, so a wrong entity never is."""
+        target = brokerstatus.entity_target(scd, earlier)
+        if value is None or target is None:
             return []
+        entity, source, pattern = target.entity, target.source, None
         try:
-            outcome = self.broker.set_status(eid, value, deadline)
+            outcome = self.broker.set_status(entity, value, deadline)
+            if outcome is BrokerOutcome.ENTITY_NOT_FOUND and target.pattern is not None:
+                pattern = target.pattern
+                found = self.broker.find_entities(SERVICE_COMPONENT, pattern, deadline)
+                if len(found) > 1:
+                    log.warning("broker: label %s matches several entities (%s): nothing "
+                                "written", target.label, ", ".join(found))
+                    return [BrokerObservation(
+                        value=value, outcome=BrokerOutcome.ENTITY_AMBIGUOUS, entity=entity,
+                        pattern=pattern, candidates=tuple(found))]
+                if found:
+                    entity, source = found[0], EntitySource.QUERY
+                    outcome = self.broker.set_status(entity, value, deadline)
         except PeerError as exc:
             log.info("%s", exc.message)
-            return [BrokerObservation(value=value, failure=exc.failure())]
-        log.info("broker: %s serviceComponentStatus=%s: %s", eid, value, outcome.value)
-        return [BrokerObservation(value=value, outcome=outcome)]
+            return [BrokerObservation(value=value, failure=exc.failure(), entity=entity,
+                                      pattern=pattern)]
+        log.info("broker: %s serviceComponentStatus=%s: %s", entity, value, outcome.value)
+        return [BrokerObservation(value=value, outcome=outcome, entity=entity, source=source,
+                                  pattern=pattern)]
 
     @staticmethod
     def _log_change(log: ObjectLogger, old: tuple[object, object], new: tuple[object, object],

@@ -209,8 +209,18 @@ class PullInfo(_Model):
     message: str = ""
 
 
+class EntitySource(StrEnum):
+    """How status.broker.entityId was found (hooks/brokerstatus.py `entity_target`)."""
+
+    ANNOTATION = "Annotation"  # the exact annotation llo.aeros-project.eu/entity-id
+    LABEL = "Label"            # decoded from the instance label; the broker accepted a write
+    QUERY = "Query"            # the one entity an idPattern query for the label found
+
+
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    entity_source: EntitySource | None = Field(
+        default=None, description="How entityId was found; unset while it is only a guess")
     desired: str | None = Field(
         default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(
@@ -247,7 +257,8 @@ class SCDStatus(_Model):
 
 
 class DIEApi(_Model):
-    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081")
+    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081, or "
+                     "the NATS server its agent dials out to (nats:// or tls://)")
     token_key: str | None = Field(
         default=None, description="File name of the bearer token in the hooks' token directory; "
         "defaults to the DIE name")

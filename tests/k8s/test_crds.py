@@ -29,6 +29,7 @@ from hooks.resources import (
     ConditionStatus,
     ContainerInfo,
     DIEStatus,
+    EntitySource,
     FailureInfo,
     Migration,
     Names,
@@ -286,7 +287,8 @@ def full_scd_status() -> JSON:
                             last_output="boom\n\ufffd é\n", last_output_truncated=True),
         pull=PullInfo(layers_total=3, layers_done=1, bytes_total=2**33, bytes_done=2**32,
                       message="Downloading"),
-        broker=BrokerInfo(entity_id="urn:ngsi-ld:Service:1:Component:1", desired="Migrating",
+        broker=BrokerInfo(entity_id="urn:ngsi-ld:Service:1:Component:1",
+                          entity_source=EntitySource.QUERY, desired="Migrating",
                           reported="Running", state="Failed", message="broker down"),
         conditions=_conditions(resources.SCD_CONDITION_ORDER),
         observed_generation=3)
