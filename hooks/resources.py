@@ -85,7 +85,9 @@ CONTAINER_READY = "ContainerReady"  # the serving container runs (job: exited 0)
 BROKER_SYNCED = "BrokerSynced"     # Orion-LD holds the ServiceComponentStatus this status calls for
 MIGRATED = "Migrated"              # only once selectedIE has changed: is the move done?
 CLEANED_UP = "CleanedUp"           # only once there were old containers: are they all deleted?
-SCD_CONDITION_ORDER = (READY, IE_READY, CONTAINER_READY, BROKER_SYNCED, MIGRATED, CLEANED_UP)
+COMPLETE = "Complete"              # jobs only: the container exited (JobSucceeded or JobFailed)
+SCD_CONDITION_ORDER = (READY, COMPLETE, IE_READY, CONTAINER_READY, BROKER_SYNCED, MIGRATED,
+                       CLEANED_UP)
 
 
 class ConditionStatus(StrEnum):
