@@ -37,12 +37,14 @@ from hooks.resources import (
     LABEL_INSTANCE,
     LABEL_PART_OF,
     MIGRATED,
+    OVERLAY_READY,
     READY,
     SCD_CONDITION_ORDER,
     Cleanup,
     ConditionStatus,
     ContainerInfo,
     Migration,
+    OverlayInfo,
     Phase,
     Placement,
     PullInfo,
@@ -57,9 +59,13 @@ from ieapi.contract import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    OverlayReason,
+    OverlayState,
     Owner,
     is_valid_container_name,
 )
+from ieapi.overlayspec import OverlayInputError, handshake_age_bucket
+from ieapi.overlayspec import parse as parse_overlay
 
 # Gate reasons that end a migration in flight (docs/migration.md): the target IE is leaving.
 TARGET_WITHDRAWN = frozenset({Reason.IE_TERMINATING, Reason.IE_NOT_FOUND})
@@ -69,6 +75,13 @@ IE_FAILURES = frozenset({
     Reason.IE_UNREACHABLE, Reason.IE_ERROR, Reason.IE_UNAUTHORIZED, Reason.IE_TLS_ERROR,
     Reason.TOKEN_MISSING, Reason.DEADLINE_EXCEEDED,
 })
+
+# Input an overlay cannot be built from: its own OverlayReady reason (else InvalidSpec).
+OVERLAY_INPUT_REASONS = {
+    OverlayReason.BAD_KEY: Reason.BAD_KEY,
+    OverlayReason.BAD_ADDRESS: Reason.BAD_ADDRESS,
+    OverlayReason.BAD_ENDPOINT: Reason.BAD_ENDPOINT,
+}
 
 
 def container_name(scd: SCDObject) -> str:
@@ -173,6 +186,7 @@ class Plan:
     spec: ContainerSpec | None = None
     spec_error: str | None = None
     abandoned: tuple[Placement, ...] = ()  # migration targets given up in this plan
+    spec_reason: Reason = Reason.INVALID_SPEC  # why spec is None (an overlay has its own)
 
     def action(self, kind: ActionKind, ie: str) -> Action | None:
         return next((a for a in self.actions if a.kind is kind and a.target.ie == ie), None)
@@ -207,8 +221,14 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
 
     spec: ContainerSpec | None = None
     spec_error: str | None = None
+    spec_reason = Reason.INVALID_SPEC
     try:
         spec = build_container_spec(scd)
+        if spec.network_overlay is not None:  # the IE would refuse it: say why before a call
+            parse_overlay(spec.network_overlay)
+    except OverlayInputError as exc:
+        spec, spec_error = None, f"spec.{exc.field}: {exc.message}"
+        spec_reason = OVERLAY_INPUT_REASONS.get(exc.reason, Reason.INVALID_SPEC)
     except ValueError as exc:
         spec_error = str(exc)
 
@@ -271,7 +291,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
     return Plan(stage=stage, gate=g, placement=placement, migration=migration,
                 cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
-                abandoned=tuple(abandoned))
+                abandoned=tuple(abandoned), spec_reason=spec_reason)
 
 
 # =========================================================================== assess
@@ -290,13 +310,52 @@ class Verdict:
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
     pull: PullInfo | None = None
+    overlay: tuple[ConditionStatus, Reason, str] | None = None  # OverlayReady, when it has one
 
 
 def _info(c: ContainerStatus) -> ContainerInfo:
+    o = c.overlay
+    overlay = None if o is None else OverlayInfo(
+        interface=o.interface, address=o.address, mode=o.mode, state=o.state.value,
+        last_handshake=handshake_age_bucket(o.handshake_age_seconds))
     return ContainerInfo(
         id=c.id, state=c.state.value, image=c.image, image_id=c.image_id, exit_code=c.exit_code,
         restart_count=c.restart_count, started_at=c.started_at, finished_at=c.finished_at,
-        ports=c.ports, network=c.network)
+        ports=c.ports, network=c.network, overlay=overlay)
+
+
+# An overlay that is not up keeps a running container out of Running: phase and pace by reason.
+_OVERLAY_NOT_UP: dict[Reason, tuple[Phase, Pace]] = {
+    Reason.HANDSHAKE_PENDING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.CONTAINER_NOT_RUNNING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.ENDPOINT_UNREACHABLE: (Phase.DEPLOYING, Pace.ERROR),
+    Reason.OVERLAY_SETUP_FAILED: (Phase.FAILED, Pace.ERROR),
+    Reason.WIREGUARD_UNSUPPORTED: (Phase.FAILED, Pace.PERMANENT),
+}
+
+
+def _running(c: ContainerStatus, info: ContainerInfo, ie: str, overlay_wanted: bool) -> Verdict:
+    """A running container is Running only once its overlay (if it has one) is up."""
+    running = f"running on IE {ie!r}"
+    if not overlay_wanted:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info)
+    o = c.overlay
+    if o is None:
+        msg = f"IE {ie!r} reports no overlay: its IE API predates networkOverlay support"
+        reason = Reason.WIREGUARD_UNSUPPORTED
+    elif o.state is OverlayState.UP:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info,
+                       overlay=(ConditionStatus.TRUE, Reason.OVERLAY_UP,
+                                f"{o.interface} {o.address} ({o.mode}): {o.message}"))
+    else:
+        msg = f"overlay {o.address} on IE {ie!r}: {o.message}"
+        reason = Reason(o.reason.value) if o.reason.value in set(Reason) \
+            else Reason.OVERLAY_SETUP_FAILED
+    phase, pace = _OVERLAY_NOT_UP.get(reason, (Phase.FAILED, Pace.ERROR))
+    return Verdict(phase, reason, f"{running}; {msg}", ConditionStatus.FALSE, pace,
+                   container=info, overlay=(ConditionStatus.FALSE, reason, msg))
 
 
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
@@ -310,7 +369,8 @@ def _pull_message(c: ContainerStatus) -> str:
     return f"pulling image {c.image}: {detail}"
 
 
-def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
+def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
+                         overlay_wanted: bool = False) -> Verdict:
     """Map an IE's ContainerStatus to phase, reason and pace (docs/architecture.md)."""
     if c is None:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
@@ -330,8 +390,7 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_CREATED, f"created on IE {ie!r}",
                        false, Pace.CONVERGING, container=info)
     if s is ContainerState.RUNNING:
-        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, f"running on IE {ie!r}",
-                       ConditionStatus.TRUE, Pace.STEADY, started=True, container=info)
+        return _running(c, info, ie, overlay_wanted)
     if s is ContainerState.PAUSED:
         return Verdict(Phase.RUNNING, Reason.CONTAINER_PAUSED, f"paused on IE {ie!r}", false,
                        Pace.STEADY, started=True, container=info)
@@ -360,10 +419,10 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
                    false, Pace.CONVERGING, container=info)
 
 
-def verdict_of(obs: Observation, is_job: bool) -> Verdict:
+def verdict_of(obs: Observation, is_job: bool, overlay_wanted: bool = False) -> Verdict:
     f = obs.failure
     if f is None:
-        return verdict_of_container(obs.container, is_job, obs.ie)
+        return verdict_of_container(obs.container, is_job, obs.ie, overlay_wanted)
     if f.reason in IE_FAILURES:
         return Verdict(Phase.UNKNOWN, f.reason, f.message, ConditionStatus.UNKNOWN,
                        Pace.ERROR if f.temporary else Pace.PERMANENT, ie_failure=f,
@@ -390,6 +449,7 @@ class Assessment:
     migrated: tuple[ConditionStatus, Reason, str] | None
     pace: Pace
     backoff_condition: str  # whose lastTransitionTime measures a temporary failure
+    overlay_ready: tuple[ConditionStatus, Reason, str] | None = None  # of the serving container
 
     @property
     def broker_value(self) -> str | None:
@@ -410,6 +470,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     """Phase, container and conditions (but cleanups/broker) from the placement calls."""
     obs = index(observations)
     is_job = scd.spec.is_job if scd.spec is not None else False
+    wanted = plan_.spec is not None and plan_.spec.network_overlay is not None
     g = plan_.gate
     p, m = plan_.placement, plan_.migration
 
@@ -421,9 +482,12 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
 
     if plan_.stage is Stage.INVALID_SPEC:
         msg = plan_.spec_error or "invalid spec"
-        return Assessment(Phase.FAILED, Reason.INVALID_SPEC, msg, p, m, None, None, None, None,
-                          (ConditionStatus.FALSE, Reason.INVALID_SPEC, msg), None,
-                          Pace.PERMANENT, READY)
+        why = plan_.spec_reason
+        bad_overlay = (ConditionStatus.FALSE, why, msg) if why is not Reason.INVALID_SPEC \
+            else None
+        return Assessment(Phase.FAILED, why, msg, p, m, None, None, None, None,
+                          (ConditionStatus.FALSE, why, msg), None,
+                          Pace.PERMANENT, READY, overlay_ready=bad_overlay)
     assert g is not None
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
@@ -445,12 +509,14 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
                           None, gate_false, (ConditionStatus.UNKNOWN, g.reason, g.message),
                           None, gate_pace, READY)
     if plan_.stage is Stage.PLACED:
-        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job)
+        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job,
+                       wanted)
         return Assessment(v.phase, v.reason, v.message, p, None, None, v.container, v.pull,
-                          ie_cond(v), (v.ready, v.reason, v.message), None, v.pace, READY)
+                          ie_cond(v), (v.ready, v.reason, v.message), None, v.pace, READY,
+                          overlay_ready=v.overlay)
 
     # ---- migration stages: the old container keeps serving and is only observed
-    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job)
+    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
     old_ready = (old.ready, old.reason, old.message)
     selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
     moving = f"moving from IE {p.ie!r} to IE {selected!r}"
@@ -461,24 +527,25 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         return Assessment(Phase.MIGRATING, Reason.MIGRATION_PENDING, moving, p, m, None,
                           old.container, None, (ConditionStatus.TRUE, g.reason, g.message),
                           old_ready, (ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          Pace.INTENT, MIGRATED)
+                          Pace.INTENT, MIGRATED, overlay_ready=old.overlay)
     if plan_.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(Phase.MIGRATING, g.reason, msg, p, m, None, old.container, None,
                           gate_false, old_ready, (ConditionStatus.FALSE, g.reason, msg),
-                          min(gate_pace, old_pace), MIGRATED)
+                          min(gate_pace, old_pace), MIGRATED, overlay_ready=old.overlay)
     assert m is not None
-    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job)
+    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(new.phase, new.reason, new.message, m, None, p, new.container,
                           new.pull, ie_cond(new), (new.ready, new.reason, new.message),
                           (ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          Pace.INTENT, READY)  # the old container is a new cleanup
+                          Pace.INTENT, READY,  # the old container is a new cleanup
+                          overlay_ready=new.overlay)
     msg = f"{moving}: {new.message}"
     return Assessment(Phase.MIGRATING, new.reason, msg, p, m, None, old.container, new.pull,
                       ie_cond(new), old_ready, (ConditionStatus.FALSE, new.reason, msg),
-                      min(new.pace, old_pace), MIGRATED)
+                      min(new.pace, old_pace), MIGRATED, overlay_ready=old.overlay)
 
 
 # =========================================================================== report
@@ -539,6 +606,14 @@ def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
     if a.ie_ready is not None:
         cs.set(IE_READY, a.ie_ready)
     cs.set(CONTAINER_READY, a.container_ready)
+    if a.overlay_ready is not None:
+        cs.set(OVERLAY_READY, a.overlay_ready)
+    elif plan_.spec is not None and plan_.spec.network_overlay is not None:
+        if a.phase is Phase.UNKNOWN:
+            cs.carry(OVERLAY_READY)  # the IE could not be asked: no news about the overlay
+        else:
+            cs.set(OVERLAY_READY, (ConditionStatus.FALSE, Reason.CONTAINER_NOT_RUNNING,
+                                   "the overlay is set up once the container runs"))
     ready_status = a.container_ready[0]
     cs.set(READY, (ready_status, a.container_ready[1] if ready_status is ConditionStatus.TRUE
                    else a.reason, a.message))

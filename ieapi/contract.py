@@ -225,7 +225,7 @@ class OverlayReason(StrEnum):
     BAD_KEY = "BadKey"                          # a key is not 32 bytes of base64
     BAD_ADDRESS = "BadAddress"                  # internalIp, dns or allowedIps does not parse
     BAD_ENDPOINT = "BadEndpoint"                # endpoint is not host:port
-    SETUP_FAILED = "SetupFailed"                # the IE could not create or configure it
+    SETUP_FAILED = "OverlaySetupFailed"         # the IE could not create or configure it
 
 
 class OverlayState(StrEnum):

@@ -13,6 +13,11 @@ need_command docker-registry docker-registry
 # The CRD API server tier (etcd) and the offline image builds (a Debian base rootfs).
 need_command etcd etcd-server
 need_command mmdebstrap mmdebstrap
+# Real WireGuard overlays: the userspace implementation (no kernel module needed), the `wg`
+# tool the IE API configures interfaces with, and the DNS of the tests' overlay hub.
+need_command wireguard-go wireguard-go
+need_command wg wireguard-tools
+need_command dnsmasq dnsmasq-base
 install_needed
 
 # Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image
