@@ -2,7 +2,7 @@
 DIR/benchmarks.md, DIR/img/bench-*.png and DIR/img/bench-results.json (DIR defaults to docs/).
 
 Everything it needs it starts itself, as processes it stops by PID: the fake upstreams, the
-hooks and floor under gunicorn, ieapi, and a private dockerd (tests/support/dockerd.py; an
+hooks and floor under gunicorn, ieapi, and a private dockerd (testbed/dockerd.py; an
 answering DOCKER_HOST is used instead) for the ieapi and end-to-end parts.
 """
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown parts: {sorted(unknown)}")
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        os.environ.pop(name, None)  # DESIGN.md §6: requests would ignore explicit CAs
+        os.environ.pop(name, None)  # docs/design.md §3: requests would ignore explicit CAs
 
     img = args.out / "img"
     if args.render_only:
@@ -103,8 +103,8 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
     if "ieapi" in parts or "e2e" in parts:
         import docker
 
-        from tests.support.dockerd import DOCKER_API_VERSION, docker_engine
-        from tests.support.images import ensure_busybox
+        from testbed.dockerd import DOCKER_API_VERSION, docker_engine
+        from testbed.images import ensure_busybox
 
         with docker_engine(log_path=workdir / "dockerd.log") as engine:
             client = docker.DockerClient(base_url=engine.url, version=DOCKER_API_VERSION,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from hooks.settings import Settings
-from tests.support.metacontroller import RealClock
-from tests.support.stack import Stack
+from testbed.metacontroller import RealClock
+from testbed.stack import Stack
 
 
 @dataclass(frozen=True)

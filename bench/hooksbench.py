@@ -27,7 +27,7 @@ from bench.servers import (
     upstreams,
     worker_rss,
 )
-from tests.support.procs import ServerProcess, free_port
+from testbed.procs import ServerProcess, free_port
 
 RESYNC_PERIOD_SECONDS = 60.0
 

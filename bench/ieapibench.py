@@ -22,7 +22,7 @@ from typing import Any
 import docker
 import requests
 
-from tests.support.procs import ServerProcess, free_port, python_module_argv, start_server
+from testbed.procs import ServerProcess, free_port, python_module_argv, start_server
 
 STOP_TIMEOUT = 2
 IEAPI_THREADS = 8  # ieapi/gunicorn_conf.py default

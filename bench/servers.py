@@ -11,7 +11,7 @@ import psutil
 
 from bench.bodies import ie_name
 from bench.fakes import Fakes, start_fakes
-from tests.support.procs import ServerProcess, free_port, python_module_argv, start_server
+from testbed.procs import ServerProcess, free_port, python_module_argv, start_server
 
 
 def write_tokens(token_dir: Path, count: int) -> None:

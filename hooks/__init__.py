@@ -11,7 +11,7 @@ from hooks.broker import BrokerClient
 from hooks.ie import IEClient
 from hooks.reconcile import Clock, Reconciler, utc_now
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 
 def create_app(settings: Settings | None = None, *, ie_client: IEClient | None = None,

@@ -24,9 +24,9 @@ from hooks.logs import object_logger
 from hooks.protocol import CustomizeRequest, SyncRequest, SyncResponse
 from hooks.reasons import Reason
 from hooks.reconcile import Reconciler
-from hooks.resources import Condition, ConditionStatus, ObjectMeta
+from hooks.resources import Condition, ConditionStatus, ObjectMeta, first_error
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 EXTENSION = "llo_hooks"
 log = logging.getLogger("hooks.api")
@@ -118,9 +118,7 @@ def _json_body() -> dict[str, Any]:
 
 
 def _bad(prefix: str, exc: ValidationError) -> BadHookRequestError:
-    err = exc.errors()[0]
-    where = ".".join([prefix, *(str(p) for p in err["loc"])])
-    return BadHookRequestError(where, err["msg"])
+    return BadHookRequestError(*first_error(exc, prefix))
 
 
 def _hook(kind: str, run: Callable[[Reconciler, SyncRequest], SyncResponse]) -> Response:

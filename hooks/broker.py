@@ -1,8 +1,8 @@
 """The Orion-LD client: sets `serviceComponentStatus` on a ServiceComponent entity.
 
-Orion-LD (experimental mode, DESIGN.md §5) answers a PATCH of a missing attribute and a PATCH of
-a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first (the
-attribute usually exists); when it was not updated, POST the attribute (append), which only
+Orion-LD (experimental mode, docs/design.md §2) answers a PATCH of a missing attribute and a
+PATCH of a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first
+(the attribute usually exists); when it was not updated, POST the attribute (append), which only
 404s when the entity itself is missing. Both calls are idempotent, so a short retry is safe.
 """
 
@@ -18,31 +18,13 @@ from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline, pooled_session, send
 from hooks.observations import BrokerOutcome
 from hooks.reasons import Reason
-from hooks.resources import ANNOTATION_ENTITY_ID, LABEL_INSTANCE, ObjectMeta
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.secretfile import SecretFile
 
 ATTRIBUTE = "serviceComponentStatus"
 STATUS_URN_PREFIX = "urn:ngsi-ld:ServiceComponentStatus:"
-NGSI_LD_PREFIX = "urn:ngsi-ld:"
-_ENCODED_PREFIX = "urn_ngsi-ld_"
 
 log = logging.getLogger(__name__)
-
-
-def entity_id(metadata: ObjectMeta) -> str | None:
-    """The ServiceComponent URN of an SCD: the exact annotation when present (the label's
-    encoding is lossy when an id part has `_`), else decoded from the instance label, which the
-    HLO writes as `urn_ngsi-ld_Service_1_Component_1` or `Service_1_Component_1`."""
-    exact = metadata.annotations.get(ANNOTATION_ENTITY_ID, "").strip()
-    if exact:
-        return exact
-    label = metadata.labels.get(LABEL_INSTANCE, "").strip()
-    if not label:
-        return None
-    if label.startswith(_ENCODED_PREFIX):
-        label = label[len(_ENCODED_PREFIX):]
-    return NGSI_LD_PREFIX + label.replace("_", ":")
 
 
 def status_body(value: str) -> dict[str, dict[str, str]]:

@@ -8,13 +8,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hooks import conditions as cond
-from hooks.broker import entity_id
 from hooks.conditions import ConditionValue
 from hooks.observations import BrokerObservation, BrokerOutcome
 from hooks.reasons import Reason
-from hooks.resources import BROKER_SYNCED, BrokerInfo, ConditionStatus, Phase, SCDObject
+from hooks.resources import (
+    ANNOTATION_ENTITY_ID,
+    BROKER_SYNCED,
+    LABEL_INSTANCE,
+    BrokerInfo,
+    ConditionStatus,
+    ObjectMeta,
+    Phase,
+    SCDObject,
+)
 from hooks.resync import Pace
 from hooks.settings import Settings
+
+NGSI_LD_PREFIX = "urn:ngsi-ld:"
+_ENCODED_PREFIX = "urn_ngsi-ld_"
 
 # ServiceComponentStatus values (urn:ngsi-ld:ServiceComponentStatus:<value>) aerOS uses.
 STARTING, RUNNING, FAILED, MIGRATING = "Starting", "Running", "Failed", "Migrating"
@@ -29,6 +40,21 @@ BROKER_VALUE: Mapping[Phase, str] = {
     Phase.FAILED: FAILED,
     Phase.MIGRATING: MIGRATING,
 }
+
+
+def entity_id(metadata: ObjectMeta) -> str | None:
+    """The ServiceComponent URN of an SCD: the exact annotation when present (the label's
+    encoding is lossy when an id part has `_`), else decoded from the instance label, which the
+    HLO writes as `urn_ngsi-ld_Service_1_Component_1` or `Service_1_Component_1`."""
+    exact = metadata.annotations.get(ANNOTATION_ENTITY_ID, "").strip()
+    if exact:
+        return exact
+    label = metadata.labels.get(LABEL_INSTANCE, "").strip()
+    if not label:
+        return None
+    if label.startswith(_ENCODED_PREFIX):
+        label = label[len(_ENCODED_PREFIX):]
+    return NGSI_LD_PREFIX + label.replace("_", ":")
 
 
 def broker_request(scd: SCDObject, value: str | None, settings: Settings) -> str | None:

@@ -61,7 +61,7 @@ class Endpoint:
     @classmethod
     def of_die(cls, die: DIE) -> Endpoint:
         return cls(ie=die.metadata.name, url=die.spec.api.url,
-                   token_key=die.spec.api.token_key or die.metadata.name,
+                   token_key=die.token_key,
                    insecure_skip_tls_verify=die.spec.api.insecure_skip_tls_verify)
 
     @classmethod

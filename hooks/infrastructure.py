@@ -1,7 +1,7 @@
 """DockerInfrastructureElement decisions, free of I/O: probe result → status; container list →
 whether the DIE may go.
 
-A DIE's status changes wake every SCD that relates to it (DESIGN.md §3), so it holds only
+A DIE's status changes wake every SCD that relates to it (docs/design.md §1), so it holds only
 slow-changing facts: identity, versions, OS, capacity — never counts of containers.
 """
 
@@ -14,12 +14,13 @@ from hooks import conditions as cond
 from hooks.errors import Failure
 from hooks.reasons import Reason
 from hooks.resources import (
-    ANNOTATION_API_READY,
     ANNOTATION_FORCE_DELETE,
     DIE,
     ConditionStatus,
     DIEStatus,
     ObjectMeta,
+    is_cordoned,
+    is_force_delete,
 )
 from hooks.resync import backoff
 from hooks.settings import Settings
@@ -47,15 +48,11 @@ class DIEOutcome:
     finalized: bool = False
 
 
-def force_delete(meta: ObjectMeta) -> bool:
-    return meta.annotations.get(ANNOTATION_FORCE_DELETE, "").strip().lower() == "true"
-
-
 def _conditions(old: DIEStatus | None, meta: ObjectMeta, now: datetime) -> cond.ConditionSet:
     """The condition set, with Cordoned (always reported) already in it."""
     cs = cond.ConditionSet(old.conditions if old else [], now, meta.generation,
                            CONDITION_ORDER)
-    if meta.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false":
+    if is_cordoned(meta):
         cs.set(CORDONED, (True, Reason.CORDONED,
                           "annotation apiReady: \"false\": no new placements; "
                           "running containers stay"))
@@ -119,7 +116,7 @@ def finalize_die(die: DIE, listing: ContainerList | Failure | None, now: datetim
     for type_ in (READY, REACHABLE, IDENTITY_MATCHES):
         cs.carry(type_)  # not re-probed while deleting
     finalized = False
-    if force_delete(die.metadata):
+    if die.force_delete:
         finalized, reason = True, Reason.FORCE_DELETED
         message = f"released by annotation {ANNOTATION_FORCE_DELETE}; containers on the IE " \
             "are left as they are"
@@ -151,7 +148,7 @@ def report_invalid(meta: ObjectMeta, old: DIEStatus, message: str, now: datetime
     cannot be asked whether containers remain)."""
     cs = _conditions(old, meta, now)
     cs.set(READY, (False, Reason.INVALID_SPEC, message))
-    forced = finalizing and force_delete(meta)
+    forced = finalizing and is_force_delete(meta)
     if finalizing:
         cs.set(TERMINATING, (True, Reason.FORCE_DELETED, "released by annotation") if forced
                else (True, Reason.INVALID_SPEC,

@@ -2,7 +2,7 @@
 
 Requests are parsed leniently (Metacontroller may add fields); responses carry exactly the keys
 Metacontroller v2 knows, because v2 rejects a response with an unknown key.
-See DESIGN.md §3.
+See docs/design.md §1.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from hooks import brokerstatus, infrastructure, servicecomponent, teardown
-from hooks.broker import BrokerClient, entity_id
+from hooks.broker import BrokerClient
+from hooks.brokerstatus import entity_id
 from hooks.errors import HookError
 from hooks.http import Deadline
 from hooks.ie import Endpoint, IEClient
@@ -39,6 +40,7 @@ from hooks.resources import (
     ObjectMeta,
     SCDObject,
     dump,
+    error_text,
     read_die,
     read_scd,
 )
@@ -74,6 +76,14 @@ class Reconciler:
             api_version=API_VERSION, resource=DIE_RESOURCE, names=[hostname])])
 
     def scd(self, req: SyncRequest, *, finalizing: bool) -> SyncResponse:
+        outcome = self.reconcile_scd(req, finalizing=finalizing)
+        return SyncResponse(status=outcome.status_json(),
+                            resync_after_seconds=outcome.resync_after_seconds,
+                            finalized=outcome.finalized)
+
+    def reconcile_scd(self, req: SyncRequest, *, finalizing: bool) -> servicecomponent.Outcome:
+        """One SCD sync (or finalize): the calls in their order, then the outcome, including
+        what only the log hears of (containers released without a confirmed delete)."""
         scd = read_scd(req.parent)
         log = object_logger("scd", scd.metadata.namespace, scd.metadata.name)
         die = self._selected_die(req, scd)
@@ -86,9 +96,7 @@ class Reconciler:
             outcome = self._sync_scd(scd, die, deadline, log)
         self._log_change(log, (scd.status.phase, scd.status.reason),
                          (outcome.status.phase, outcome.status.reason), outcome.status.message)
-        return SyncResponse(status=outcome.status_json(),
-                            resync_after_seconds=outcome.resync_after_seconds,
-                            finalized=outcome.finalized)
+        return outcome
 
     @staticmethod
     def _selected_die(req: SyncRequest, scd: SCDObject) -> DIE | None:
@@ -103,13 +111,13 @@ class Reconciler:
                   [f"{a.kind.value}@{a.target.ie}" for a in plan.actions])
         container_calls = [a for a in plan.actions if a.kind is not ActionKind.DELETE]
         observations = self.execute(container_calls, plan.spec, deadline, log)
-        value = servicecomponent.assess(scd, plan, observations).broker_value
-        request = brokerstatus.broker_request(scd, value, self.settings)
+        assessment = servicecomponent.assess(scd, plan, observations)
+        request = brokerstatus.broker_request(scd, assessment.broker_value, self.settings)
         attempts = self._broker_call(scd, request, deadline, log)
         deletes = [a for a in plan.actions if a.kind is ActionKind.DELETE]
         observations += self.execute(deletes, None, deadline, log)
-        return servicecomponent.report(scd, plan, observations, attempts, now=self.clock(),
-                                       settings=self.settings)
+        return servicecomponent.report(scd, plan, assessment, observations, attempts,
+                                       now=self.clock(), settings=self.settings)
 
     def _finalize_scd(self, scd: SCDObject, die: DIE | None, deadline: Deadline,
                       log: ObjectLogger) -> servicecomponent.Outcome:
@@ -144,8 +152,7 @@ class Reconciler:
                 old = DIEStatus.model_validate(raw) if isinstance(raw, dict) else DIEStatus()
             except ValidationError:
                 old = DIEStatus()
-            err = exc.errors()[0]
-            message = ".".join(str(p) for p in err["loc"]) + ": " + err["msg"]
+            message = error_text(exc)
             object_logger("die", None, meta.name).warning("invalid object: %s", message)
             out = infrastructure.report_invalid(meta, old, message, now, self.settings,
                                                 finalizing=finalizing or req.finalizing)
@@ -155,13 +162,13 @@ class Reconciler:
         if finalizing or req.finalizing:
             listing: ContainerList | None = None
             failure = None
-            if not infrastructure.force_delete(die.metadata):
+            if not die.force_delete:
                 try:
                     listing = self.ie.list(ep, deadline)
                 except HookError as exc:
                     failure = exc.failure()
             out = infrastructure.finalize_die(die, listing or failure, now, self.settings)
-            if out.finalized and infrastructure.force_delete(die.metadata):
+            if out.finalized and die.force_delete:
                 log.warning("released by annotation force-delete; its containers were not "
                             "checked")
         else:

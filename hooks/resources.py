@@ -10,12 +10,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import AliasGenerator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from ieapi.contract import CliArg, KeyValue, NetworkOverlay, Port, PublishedPort, RegistryAuth
+from ieapi.contract import (
+    CliArg,
+    KeyValue,
+    NetworkOverlay,
+    Port,
+    PublishedPort,
+    RegistryAuth,
+    none_if_empty,
+)
 
 GROUP = "llo.aeros-project.eu"
 VERSION = "v1alpha1"
@@ -23,7 +38,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"
 DIE_RESOURCE = "dockerinfrastructureelements"
-# Key of the related-objects map in Metacontroller v2 requests (DESIGN.md §3).
+# Key of the related-objects map in Metacontroller v2 requests (docs/design.md §1).
 DIE_RELATED_KEY = f"{DIE_KIND}.{API_VERSION}"
 
 # Annotations an operator or the HLO may set.
@@ -34,6 +49,8 @@ ANNOTATION_ABANDON = f"{GROUP}/abandon-containers"  # on an SCD: finalize withou
 
 LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
+
+_Optional = TypeVar("_Optional", RegistryAuth, NetworkOverlay)
 
 
 class _Model(BaseModel):
@@ -105,11 +122,18 @@ class SCDSpec(_Model):
     image_registry: RegistryAuth | None = None
     is_job: bool = False
     ports: list[Port] = Field(default_factory=list)
-    expose_ports: bool = True
+    expose_ports: bool = False  # the aerOS model's default (Go's zero value): publish nothing
     env_vars: list[KeyValue] = Field(default_factory=list)
     cli_args: list[CliArg] = Field(default_factory=list)
     privileged: bool = False
     network_overlay: NetworkOverlay | None = None
+
+    @field_validator("image_registry", "network_overlay")
+    @classmethod
+    def _empty_is_absent(cls, value: _Optional | None) -> _Optional | None:
+        """`{}` is what the aerOS LLO API writes for a registry or overlay the HLO did not
+        set (Go keeps empty structs): the same as absent."""
+        return none_if_empty(value)
 
 
 class Phase(StrEnum):
@@ -260,15 +284,54 @@ class DIE(_Model):
     spec: DIESpec
     status: DIEStatus | None = None
 
+    @property
+    def token_key(self) -> str:
+        """The file of its IE's token in the hooks' token directory (default: the DIE name)."""
+        return self.spec.api.token_key or self.metadata.name
+
+    @property
+    def cordoned(self) -> bool:
+        return is_cordoned(self.metadata)
+
+    @property
+    def force_delete(self) -> bool:
+        return is_force_delete(self.metadata)
+
+    def placement(self, container: str) -> Placement:
+        """`container` on this DIE's IE, as status records it."""
+        return Placement(ie=self.metadata.name, ie_id=self.spec.id, api_url=self.spec.api.url,
+                         token_key=self.token_key,
+                         insecure_skip_tls_verify=self.spec.api.insecure_skip_tls_verify,
+                         container=container)
+
+
+# The DIE's annotations are read from its metadata alone, so a DIE whose spec does not validate
+# still obeys them.
+
+def is_cordoned(meta: ObjectMeta) -> bool:
+    """Annotation apiReady: "false": no new placements on the IE; running containers stay."""
+    return meta.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false"
+
+
+def is_force_delete(meta: ObjectMeta) -> bool:
+    """Annotation force-delete: "true": the DIE may go while its IE may still run containers."""
+    return meta.annotations.get(ANNOTATION_FORCE_DELETE, "").strip().lower() == "true"
+
 
 # --------------------------------------------------------------------------- reading objects
 
 
-def _error_text(exc: ValidationError) -> str:
-    """First validation error as `field.path: message` (what a user can act on)."""
+def first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    """The first validation error as (dotted field path under `prefix`, message)."""
     err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"])
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
+    where = ".".join([*([prefix] if prefix else []), *(str(part) for part in err["loc"])])
+    return where, str(err["msg"])
+
+
+def error_text(exc: ValidationError, prefix: str = "") -> str:
+    """The first validation error as `field.path: message` (what a user can act on)."""
+    where, message = first_error(exc, prefix)
+    return f"{where}: {message}" if where else message
 
 
 def _lenient_status(raw: Any) -> SCDStatus:
@@ -320,7 +383,7 @@ def read_scd(obj: dict[str, Any]) -> SCDObject:
     try:
         spec = SCDSpec.model_validate(obj.get("spec"))
     except ValidationError as exc:
-        spec_error = "spec." + _error_text(exc) if obj.get("spec") is not None else "spec: missing"
+        spec_error = error_text(exc, "spec") if obj.get("spec") is not None else "spec: missing"
     return SCDObject(metadata=metadata, spec=spec, spec_error=spec_error,
                      status=_lenient_status(obj.get("status")))
 

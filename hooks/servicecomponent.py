@@ -11,7 +11,7 @@ an IE that the *old* status already names: a new IE is first recorded (intent), 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -28,7 +28,6 @@ from hooks.observations import (
 )
 from hooks.reasons import Reason
 from hooks.resources import (
-    ANNOTATION_API_READY,
     BROKER_SYNCED,
     CLEANED_UP,
     CONTAINER_READY,
@@ -51,6 +50,7 @@ from hooks.resources import (
     SCDObject,
     SCDStatus,
     dump,
+    error_text,
 )
 from hooks.resync import Pace
 from hooks.resync import seconds as pace_seconds
@@ -62,6 +62,7 @@ from ieapi.contract import (
     OverlayReason,
     OverlayState,
     Owner,
+    PullProgress,
     is_valid_container_name,
 )
 from ieapi.overlayspec import OverlayInputError, handshake_age_bucket
@@ -109,15 +110,13 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"spec.{where}: {err['msg']}") from exc
+        raise ValueError(error_text(exc, "spec")) from exc
 
 
 # =========================================================================== gate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Gate:
     """Whether the selected IE may be used. `open`: for a new placement; `existing_ok`: for a
     container already placed there (a cordon stops new placements only)."""
@@ -133,30 +132,29 @@ def gate(scd: SCDObject, die: DIE | None) -> Gate:
     assert scd.spec is not None
     sel = scd.spec.selected_ie
     if die is None:
-        return Gate(False, False, Reason.IE_NOT_FOUND,
-                    f"no DockerInfrastructureElement named {sel.hostname!r}", None)
-    target = Placement(
-        ie=die.metadata.name, ie_id=die.spec.id, api_url=die.spec.api.url,
-        token_key=die.spec.api.token_key or die.metadata.name,
-        insecure_skip_tls_verify=die.spec.api.insecure_skip_tls_verify,
-        container=container_name(scd))
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_NOT_FOUND,
+                    message=f"no DockerInfrastructureElement named {sel.hostname!r}",
+                    target=None)
+    target = die.placement(container_name(scd))
     if die.spec.id != sel.id:
-        return Gate(False, False, Reason.IE_ID_MISMATCH,
-                    f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is {sel.id!r}",
-                    target)
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_ID_MISMATCH,
+                    message=f"IE {sel.hostname!r} has id {die.spec.id!r}, selectedIE.id is "
+                    f"{sel.id!r}", target=target)
     status = die.status
     if status is None or not status.api_ready:
         detail = f": {status.message}" if status is not None and status.message else ""
-        return Gate(False, False, Reason.IE_NOT_READY,
-                    f"IE {sel.hostname!r}: its API is not ready{detail}", target)
+        return Gate(open=False, existing_ok=False, reason=Reason.IE_NOT_READY,
+                    message=f"IE {sel.hostname!r}: its API is not ready{detail}", target=target)
     if die.metadata.deletion_timestamp:
-        return Gate(False, True, Reason.IE_TERMINATING,
-                    f"IE {sel.hostname!r} is being deleted: no new placements", target)
-    if die.metadata.annotations.get(ANNOTATION_API_READY, "").strip().lower() == "false":
-        return Gate(False, True, Reason.IE_CORDONED,
-                    f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
-                    "no new placements", target)
-    return Gate(True, True, Reason.IE_READY, f"IE {sel.hostname!r} is ready", target)
+        return Gate(open=False, existing_ok=True, reason=Reason.IE_TERMINATING,
+                    message=f"IE {sel.hostname!r} is being deleted: no new placements",
+                    target=target)
+    if die.cordoned:
+        return Gate(open=False, existing_ok=True, reason=Reason.IE_CORDONED,
+                    message=f"IE {sel.hostname!r} is cordoned (annotation apiReady: \"false\"): "
+                    "no new placements", target=target)
+    return Gate(open=True, existing_ok=True, reason=Reason.IE_READY,
+                message=f"IE {sel.hostname!r} is ready", target=target)
 
 
 # =========================================================================== plan
@@ -175,7 +173,7 @@ class Stage(StrEnum):
     MIGRATION_BLOCKED = "MigrationBlocked"    # new IE not usable; observe the old one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     stage: Stage
     gate: Gate | None
@@ -291,7 +289,8 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
     return Plan(stage=stage, gate=g, placement=placement, migration=migration,
                 cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
-                abandoned=tuple(abandoned), spec_reason=spec_reason)
+                spec_reason=spec_reason,
+                abandoned=tuple(abandoned))
 
 
 # =========================================================================== assess
@@ -306,6 +305,7 @@ class Verdict:
     message: str
     ready: ConditionStatus          # ContainerReady
     pace: Pace
+    _: KW_ONLY
     started: bool = False           # counts as running for a migration (a job: ran at all)
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
@@ -361,12 +361,28 @@ def _running(c: ContainerStatus, info: ContainerInfo, ie: str, overlay_wanted: b
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
 
 
-def _pull_message(c: ContainerStatus) -> str:
-    p = c.pull
+PULL_STEPS = 10  # status shows bytes in tenths of the total
+
+
+def coarse_pull(p: PullProgress | None) -> PullInfo:
+    """Pull progress as the status shows it: in steps (a layer done, a tenth of the bytes).
+
+    The IE reports Docker's progress byte by byte, with a message naming the layer it is on,
+    so copied as is it differs on every sync while a pull lasts, and every such status is an
+    API write that spends from Metacontroller's rate limit (docs/architecture.md
+    "Metacontroller's API budget"): a 50-component service pulling a new image would write 25
+    statuses a second. In steps, a pull costs a few writes and still shows how far it got."""
     if p is None:
-        return f"pulling image {c.image}"
-    detail = p.message or f"{p.layers_done}/{p.layers_total} layers"
-    return f"pulling image {c.image}: {detail}"
+        return PullInfo(message="pull requested")
+    if p.bytes_total > 0:
+        tenths = min(p.bytes_done * PULL_STEPS // p.bytes_total, PULL_STEPS)
+        bytes_done = p.bytes_total * tenths // PULL_STEPS
+        detail = f"{p.layers_done}/{p.layers_total} layers, {tenths * 100 // PULL_STEPS}%"
+    else:
+        bytes_done = 0
+        detail = f"{p.layers_done}/{p.layers_total} layers"
+    return PullInfo(layers_total=p.layers_total, layers_done=p.layers_done,
+                    bytes_total=p.bytes_total, bytes_done=bytes_done, message=detail)
 
 
 def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
@@ -379,9 +395,10 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
     false = ConditionStatus.FALSE
     s = c.state
     if s is ContainerState.PULLING:
-        pull = PullInfo.model_validate(c.pull.model_dump()) if c.pull else PullInfo()
-        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING, _pull_message(c), false,
-                       Pace.CONVERGING, container=info, pull=pull)
+        pull = coarse_pull(c.pull)
+        return Verdict(Phase.DEPLOYING, Reason.IMAGE_PULLING,
+                       f"pulling image {c.image}: {pull.message}", false, Pace.CONVERGING,
+                       container=info, pull=pull)
     if s is ContainerState.PULL_FAILED:
         return Verdict(Phase.FAILED, Reason.PULL_FAILED,
                        f"cannot pull image {c.image}: {c.error or 'unknown error'}", false,
@@ -432,23 +449,23 @@ def verdict_of(obs: Observation, is_job: bool, overlay_wanted: bool = False) -> 
                    Pace.ERROR if f.temporary else Pace.PERMANENT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Assessment:
     """The outcome of the container calls: everything but cleanups and the broker."""
 
     phase: Phase
     reason: Reason
     message: str
-    placement: Placement | None
-    migration: Placement | None
-    promoted_from: Placement | None   # old placement, when a migration completed just now
-    container: ContainerInfo | None
-    pull: PullInfo | None
-    ie_ready: tuple[ConditionStatus, Reason, str] | None
     container_ready: tuple[ConditionStatus, Reason, str]
-    migrated: tuple[ConditionStatus, Reason, str] | None
     pace: Pace
     backoff_condition: str  # whose lastTransitionTime measures a temporary failure
+    placement: Placement | None = None
+    migration: Placement | None = None
+    promoted_from: Placement | None = None  # old placement, when a migration completed just now
+    container: ContainerInfo | None = None
+    pull: PullInfo | None = None
+    ie_ready: tuple[ConditionStatus, Reason, str] | None = None
+    migrated: tuple[ConditionStatus, Reason, str] | None = None
     overlay_ready: tuple[ConditionStatus, Reason, str] | None = None  # of the serving container
 
     @property
@@ -483,37 +500,42 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     if plan_.stage is Stage.INVALID_SPEC:
         msg = plan_.spec_error or "invalid spec"
         why = plan_.spec_reason
-        bad_overlay = (ConditionStatus.FALSE, why, msg) if why is not Reason.INVALID_SPEC \
-            else None
-        return Assessment(Phase.FAILED, why, msg, p, m, None, None, None, None,
-                          (ConditionStatus.FALSE, why, msg), None,
-                          Pace.PERMANENT, READY, overlay_ready=bad_overlay)
+        return Assessment(phase=Phase.FAILED, reason=why, message=msg,
+                          placement=p, migration=m,
+                          container_ready=(ConditionStatus.FALSE, why, msg),
+                          pace=Pace.PERMANENT, backoff_condition=READY,
+                          overlay_ready=None if why is Reason.INVALID_SPEC
+                          else (ConditionStatus.FALSE, why, msg))
     assert g is not None
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
 
     if plan_.stage is Stage.NOT_PLACED:
-        return Assessment(Phase.PENDING, g.reason, g.message, None, None, None, None, None,
-                          gate_false, (ConditionStatus.FALSE, Reason.NOT_PLACED,
-                                       "no container yet: " + g.message),
-                          None, gate_pace, READY)
+        return Assessment(phase=Phase.PENDING, reason=g.reason, message=g.message,
+                          ie_ready=gate_false,
+                          container_ready=(ConditionStatus.FALSE, Reason.NOT_PLACED,
+                                           "no container yet: " + g.message),
+                          pace=gate_pace, backoff_condition=READY)
     assert p is not None
     if plan_.stage is Stage.PLACEMENT_INTENT:
         msg = f"placing on IE {p.ie!r}"
-        return Assessment(Phase.DEPLOYING, Reason.PLACEMENT_RECORDED, msg, p, None, None, None,
-                          None, (ConditionStatus.TRUE, g.reason, g.message),
-                          (ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED, msg), None,
-                          Pace.INTENT, READY)
+        return Assessment(phase=Phase.DEPLOYING, reason=Reason.PLACEMENT_RECORDED, message=msg,
+                          placement=p, ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
+                          container_ready=(ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED,
+                                           msg),
+                          pace=Pace.INTENT, backoff_condition=READY)
     if plan_.stage is Stage.PLACED_GATE_CLOSED:
-        return Assessment(Phase.UNKNOWN, g.reason, g.message, p, None, None, UNKNOWN_CONTAINER,
-                          None, gate_false, (ConditionStatus.UNKNOWN, g.reason, g.message),
-                          None, gate_pace, READY)
+        return Assessment(phase=Phase.UNKNOWN, reason=g.reason, message=g.message,
+                          placement=p, container=UNKNOWN_CONTAINER, ie_ready=gate_false,
+                          container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
+                          pace=gate_pace, backoff_condition=READY)
     if plan_.stage is Stage.PLACED:
         v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job,
                        wanted)
-        return Assessment(v.phase, v.reason, v.message, p, None, None, v.container, v.pull,
-                          ie_cond(v), (v.ready, v.reason, v.message), None, v.pace, READY,
-                          overlay_ready=v.overlay)
+        return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
+                          container=v.container, pull=v.pull, ie_ready=ie_cond(v),
+                          container_ready=(v.ready, v.reason, v.message), pace=v.pace,
+                          backoff_condition=READY, overlay_ready=v.overlay)
 
     # ---- migration stages: the old container keeps serving and is only observed
     old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
@@ -524,28 +546,37 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     # fails permanently is retried at the permanent pace, not on every steady resync).
     old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
     if plan_.stage is Stage.MIGRATION_INTENT:
-        return Assessment(Phase.MIGRATING, Reason.MIGRATION_PENDING, moving, p, m, None,
-                          old.container, None, (ConditionStatus.TRUE, g.reason, g.message),
-                          old_ready, (ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          Pace.INTENT, MIGRATED, overlay_ready=old.overlay)
+        return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
+                          message=moving, placement=p, migration=m, container=old.container,
+                          ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
+                          container_ready=old_ready,
+                          migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
+                          pace=Pace.INTENT, backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
     if plan_.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
-        return Assessment(Phase.MIGRATING, g.reason, msg, p, m, None, old.container, None,
-                          gate_false, old_ready, (ConditionStatus.FALSE, g.reason, msg),
-                          min(gate_pace, old_pace), MIGRATED, overlay_ready=old.overlay)
+        return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
+                          migration=m, container=old.container, ie_ready=gate_false,
+                          container_ready=old_ready,
+                          migrated=(ConditionStatus.FALSE, g.reason, msg),
+                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
     assert m is not None
     new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
-        return Assessment(new.phase, new.reason, new.message, m, None, p, new.container,
-                          new.pull, ie_cond(new), (new.ready, new.reason, new.message),
-                          (ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          Pace.INTENT, READY,  # the old container is a new cleanup
-                          overlay_ready=new.overlay)
+        return Assessment(phase=new.phase, reason=new.reason, message=new.message,
+                          placement=m, promoted_from=p,  # the old container: a new cleanup
+                          container=new.container, pull=new.pull, ie_ready=ie_cond(new),
+                          container_ready=(new.ready, new.reason, new.message),
+                          migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
+                          pace=Pace.INTENT, backoff_condition=READY, overlay_ready=new.overlay)
     msg = f"{moving}: {new.message}"
-    return Assessment(Phase.MIGRATING, new.reason, msg, p, m, None, old.container, new.pull,
-                      ie_cond(new), old_ready, (ConditionStatus.FALSE, new.reason, msg),
-                      min(new.pace, old_pace), MIGRATED, overlay_ready=old.overlay)
+    return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
+                      migration=m, container=old.container, pull=new.pull, ie_ready=ie_cond(new),
+                      container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
+                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED,
+                      overlay_ready=old.overlay)
 
 
 # =========================================================================== report
@@ -570,11 +601,11 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, observations: Sequence[Observation],
+def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
            broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
-    """The new status and resyncAfterSeconds. Deterministic: `now` only reaches status as the
-    lastTransitionTime of a condition whose status flipped."""
-    a = assess(scd, plan_, observations)
+    """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
+    one whose broker value was sent) and every observation (cleanups included). Deterministic:
+    `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
     obs = index(observations)
     old = scd.status
     cs = cond.ConditionSet(old.conditions, now, scd.metadata.generation,

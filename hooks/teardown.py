@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from hooks import conditions as cond
-from hooks.broker import entity_id
-from hooks.brokerstatus import FINISHED, REMOVING, broker_report
+from hooks.brokerstatus import FINISHED, REMOVING, broker_report, entity_id
 from hooks.observations import Action, ActionKind, BrokerObservation, BrokerOutcome, Observation
 from hooks.reasons import Reason
 from hooks.resources import (
@@ -64,7 +63,7 @@ def finalize_plan(scd: SCDObject, die: DIE | None, settings: Settings) -> Finali
         if die is not None and visible:
             p = p.model_copy(update={
                 "api_url": die.spec.api.url,
-                "token_key": die.spec.api.token_key or die.metadata.name,
+                "token_key": die.token_key,
                 "insecure_skip_tls_verify": die.spec.api.insecure_skip_tls_verify})
         targets.append(FinalizeTarget(p, role, visible))
     reported = old.broker.reported if old.broker else None
@@ -76,7 +75,7 @@ def finalize_plan(scd: SCDObject, die: DIE | None, settings: Settings) -> Finali
                         removing=removing)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinalizeDecision:
     finalized: bool
     reason: Reason
@@ -102,29 +101,33 @@ def finalize_decision(scd: SCDObject, fplan: FinalizePlan, observations: Sequenc
         problems.append(f"IE {t.placement.ie!r}: {why}")
     if not remaining:
         msg = "every container is deleted" if fplan.targets else "nothing was ever placed"
-        return FinalizeDecision(True, Reason.DELETED, msg, (), 0.0)
+        return FinalizeDecision(finalized=True, reason=Reason.DELETED, message=msg, remaining=(),
+                                resync_after_seconds=0.0)
     detail = "; ".join(problems)
     if scd.metadata.annotations.get(ANNOTATION_ABANDON, "").strip().lower() == "true":
-        return FinalizeDecision(True, Reason.CONTAINERS_ABANDONED,
-                                f"released by annotation {ANNOTATION_ABANDON}: {detail}",
-                                tuple(remaining), 0.0)
+        return FinalizeDecision(
+            finalized=True, reason=Reason.CONTAINERS_ABANDONED,
+            message=f"released by annotation {ANNOTATION_ABANDON}: {detail}",
+            remaining=tuple(remaining), resync_after_seconds=0.0)
     deleted_at = cond.parse_time(scd.metadata.deletion_timestamp) or now
     elapsed = max(0.0, (now - deleted_at).total_seconds())
     grace_end = deleted_at + timedelta(seconds=settings.orphan_grace_seconds)
     held_by_die = any(t.die_exists for t in remaining)
     if not held_by_die and now >= grace_end:
-        return FinalizeDecision(True, Reason.ORPHAN_GRACE_EXPIRED,
-                                f"released after {settings.orphan_grace_seconds:g}s: {detail}",
-                                tuple(remaining), 0.0)
+        return FinalizeDecision(
+            finalized=True, reason=Reason.ORPHAN_GRACE_EXPIRED,
+            message=f"released after {settings.orphan_grace_seconds:g}s: {detail}",
+            remaining=tuple(remaining), resync_after_seconds=0.0)
     resync = backoff(elapsed, settings)
     if not held_by_die:
         resync = min(resync, max(1.0, (grace_end - now).total_seconds()))
     hint = "" if held_by_die else f" (released {settings.orphan_grace_seconds:g}s after " \
         "deletion if it stays unreachable)"
     return FinalizeDecision(
-        False, Reason.DELETE_PENDING,
-        f"waiting for the IE to confirm the delete{hint}; set annotation {ANNOTATION_ABANDON}: "
-        f"\"true\" to give the container up: {detail}", tuple(remaining), resync)
+        finalized=False, reason=Reason.DELETE_PENDING,
+        message=f"waiting for the IE to confirm the delete{hint}; set annotation "
+        f"{ANNOTATION_ABANDON}: \"true\" to give the container up: {detail}",
+        remaining=tuple(remaining), resync_after_seconds=resync)
 
 
 def finished_request(scd: SCDObject, fplan: FinalizePlan, decision: FinalizeDecision,

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AliasGenerator,
@@ -119,6 +119,11 @@ class RegistryAuth(_Request):
     def _password(self, value: SecretStr, info: FieldSerializationInfo) -> str | None:
         return _secret_out(value, info)
 
+    def is_empty(self) -> bool:
+        """`imageRegistry: {}`: what the aerOS LLO API writes when the HLO set no registry
+        (Go's omitempty keeps an empty struct). It means "no registry": pull anonymously."""
+        return not (self.url or self.username or self.password.get_secret_value())
+
 
 class NetworkOverlay(_Request):
     """WireGuard client settings from the SCD (as the aerOS HLO fills them). Applied by the IE
@@ -139,6 +144,19 @@ class NetworkOverlay(_Request):
     def _private_key(self, value: SecretStr | None, info: FieldSerializationInfo) -> str | None:
         return _secret_out(value, info)
 
+    def is_empty(self) -> bool:
+        """`networkOverlay: {}`: what the aerOS LLO API writes when the HLO set no overlay.
+        It means "no overlay" (no warning)."""
+        return all(value is None for value in self.__dict__.values())
+
+
+_Optional = TypeVar("_Optional", RegistryAuth, NetworkOverlay)
+
+
+def none_if_empty(value: _Optional | None) -> _Optional | None:
+    """An empty registry or overlay object is the same as none (see their `is_empty`)."""
+    return None if value is None or value.is_empty() else value
+
 
 class Owner(_Request):
     """The Kubernetes object this container belongs to, written into labels for operators."""
@@ -154,7 +172,9 @@ class ContainerSpec(_Request):
     image: NonEmpty
     registry_auth: RegistryAuth | None = None
     ports: list[Port] = Field(default_factory=list, max_length=256)
-    expose_ports: bool = True
+    expose_ports: bool = Field(
+        default=False, description="Publish the ports on the IE (same numbers). Default false, "
+        "as in the aerOS model: an edge host opens no port nobody asked for.")
     env_vars: list[KeyValue] = Field(default_factory=list, max_length=1024)
     cli_args: list[CliArg] = Field(default_factory=list, max_length=1024)
     privileged: bool = False
@@ -170,13 +190,10 @@ class ContainerSpec(_Request):
     owner: Owner = Field(default_factory=Owner)
     network_overlay: NetworkOverlay | None = None
 
-    @field_validator("network_overlay")
+    @field_validator("registry_auth", "network_overlay")
     @classmethod
-    def _empty_overlay_is_none(cls, value: NetworkOverlay | None) -> NetworkOverlay | None:
-        """`networkOverlay: {}` (the HLO's "no overlay") is the same as no field at all."""
-        if value is None or not value.model_dump(exclude_none=True):
-            return None
-        return value
+    def _empty_is_absent(cls, value: _Optional | None) -> _Optional | None:
+        return none_if_empty(value)
 
     def command_args(self) -> list[str]:
         """CLI args in order: key, then value when present."""

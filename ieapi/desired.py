@@ -59,7 +59,7 @@ def auth_config(auth: RegistryAuth | None) -> dict[str, str] | None:
     return config
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DesiredContainer:
     """Everything needed to create the container for one spec on this IE."""
 

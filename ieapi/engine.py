@@ -74,7 +74,7 @@ class Ensured:
     outcome: Outcome
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Pending:
     """A name whose ensure waits for an image: GET reports it, DELETE forgets it."""
 

@@ -125,7 +125,7 @@ class OverlayConfig:
 
 def is_empty(overlay: NetworkOverlay | None) -> bool:
     """`networkOverlay: {}` is what the HLO writes for a service without overlay."""
-    return overlay is None or not overlay.model_dump(exclude_none=True)
+    return overlay is None or overlay.is_empty()
 
 
 def _key(value: str | None, name: str) -> str:

@@ -12,15 +12,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.support import procs
-from tests.support.dockerd import (
+from testbed import procs
+from testbed.dockerd import (
     DOCKER_API_VERSION,
     Dockerd,
     DockerdNotInstalledError,
     docker_engine,
 )
-from tests.support.images import ensure_busybox
-from tests.support.stack import Stack
+from testbed.images import ensure_busybox
+from testbed.stack import Stack
 
 _ENGINES: list[Dockerd] = []
 
@@ -69,7 +69,7 @@ def docker_client(dockerd: str) -> Iterator[docker.DockerClient]:
 
 @pytest.fixture
 def stack(dockerd: str, busybox_image: str, tmp_path: Path) -> Iterator[Stack]:
-    """The whole system for one test (tests/support/stack.py), stopped by PID afterwards."""
+    """The whole system for one test (testbed/stack.py), stopped by PID afterwards."""
     with Stack(tmp_path, dockerd) as whole:
         yield whole
 

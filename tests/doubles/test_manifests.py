@@ -1,7 +1,7 @@
 """Lint of the project's Kubernetes manifests, samples and hooks image, against the models they
 must mirror and Metacontroller's own CompositeController schema.
 
-Schema checks use the structural-schema evaluator of tests/support/metacontroller.py (prune,
+Schema checks use the structural-schema evaluator of testbed/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
 prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
 tests/k8s runs the CRDs on a real API server.
@@ -24,19 +24,27 @@ from pydantic import BaseModel
 
 from hooks import resources
 from hooks.protocol import CustomizeRequest, SyncRequest
-from tests.support.metacontroller import (
+from testbed.crdschema import apply_schema
+from testbed.manifests import (
     FINALIZER_PREFIX,
-    apply_schema,
+    METACONTROLLER_CRDS,
+    METACONTROLLER_CRDS_MISSING,
     load_controllers,
     load_crds,
     parse_duration,
+)
+from testbed.mcflags import (
+    DEFAULTS,
+    MetacontrollerFlags,
+    container_args,
+    parse_args,
+    shipped,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
 MANIFESTS = ROOT / "metacontroller"
 SAMPLES = ROOT / "samples"
-METACONTROLLER_CRDS = Path("/work/shared/metacontroller/metacontroller-crds-v1.yaml")
 JSON = dict[str, Any]
 
 
@@ -97,7 +105,7 @@ def test_crd_identity(doc: JSON, kind: str, plural: str, scope: str, short: str)
     assert version["name"] == resources.VERSION
     assert version["served"] is True
     assert version["storage"] is True
-    # Metacontroller ignores a parent without the status subresource (DESIGN.md §3).
+    # Metacontroller ignores a parent without the status subresource (docs/design.md §1).
     assert version["subresources"] == {"status": {}}
 
 
@@ -279,7 +287,7 @@ def test_scd_schema_defaults_a_minimal_spec() -> None:
     assert errors == []
     assert result["spec"]["ports"] == [{"number": 80, "protocol": "TCP"}]
     assert result["spec"]["isJob"] is False
-    assert result["spec"]["exposePorts"] is True
+    assert result["spec"]["exposePorts"] is False  # the aerOS model's default
     assert result["spec"]["privileged"] is False
 
 
@@ -363,7 +371,7 @@ def _metacontroller_cc_schema() -> JSON:
 CC_FILES = ["compositecontroller-scd.yaml", "compositecontroller-die.yaml"]
 
 
-@pytest.mark.skipif(not METACONTROLLER_CRDS.exists(), reason="Metacontroller CRDs not present")
+@pytest.mark.skipif(not METACONTROLLER_CRDS.is_file(), reason=METACONTROLLER_CRDS_MISSING)
 @pytest.mark.parametrize("name", CC_FILES)
 def test_composite_controllers_validate_against_metacontroller_schema(name: str) -> None:
     doc = _yaml(MANIFESTS / name)
@@ -391,7 +399,7 @@ def test_composite_controller_settings(name: str, resource: str, hooks: dict[str
     assert set(spec["hooks"]) == set(hooks)
     for hook, path in hooks.items():
         h = spec["hooks"][hook]
-        assert h["version"] == "v2"  # v1 drops the cluster-scoped DIE (DESIGN.md §3)
+        assert h["version"] == "v2"  # v1 drops the cluster-scoped DIE (docs/design.md §1)
         assert h["webhook"]["url"] == f"http://llo-docker-hooks.llo-docker{path}"
         assert parse_duration(h["webhook"]["timeout"]) == 10.0
         assert h["webhook"]["responseUnMarshallMode"] == "strict"
@@ -439,6 +447,64 @@ def test_kustomize_renders_the_install() -> None:
     assert re.fullmatch(r"llo-docker-hooks:\S+", image)
     crds_only = _rendered(CRDS)
     assert sorted(d["kind"] for d in crds_only) == ["CustomResourceDefinition"] * 2
+
+
+UPSTREAM = MANIFESTS / "upstream"
+METACONTROLLER_BASE = "https://github.com/metacontroller/metacontroller/manifests/production"
+# What the patch relies on in Metacontroller v4.17.2's manifests/production/metacontroller.yaml:
+# a StatefulSet metacontroller/metacontroller whose container "metacontroller" has these args.
+UPSTREAM_ARGS = ["--zap-log-level=4", "--discovery-interval=20s"]
+
+
+def _upstream_overlay(tmp_path: Path) -> JSON:
+    """``kubectl kustomize metacontroller/upstream/`` with its remote base (no network at test
+    time) replaced by a stand-in of the StatefulSet it patches; the rendered StatefulSet."""
+    kust = _yaml(UPSTREAM / "kustomization.yaml")
+    assert kust["resources"] == [f"{METACONTROLLER_BASE}?ref=v4.17.2"]
+    stand_in = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "metacontroller", "namespace": "metacontroller"},
+                "spec": {"template": {"spec": {"containers": [
+                    {"name": "metacontroller",
+                     "image": "ghcr.io/metacontroller/metacontroller:v4.17.2",
+                     "command": ["/usr/bin/metacontroller"], "args": UPSTREAM_ARGS}]}}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(stand_in))
+    for patch in kust["patches"]:
+        shutil.copy(UPSTREAM / patch["path"], tmp_path / patch["path"])
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({**kust,
+                                                                 "resources": ["base.yaml"]}))
+    (rendered,) = _rendered(tmp_path)
+    return rendered
+
+
+def test_metacontroller_overlay_sets_the_flags_sized_for_the_hooks(tmp_path: Path) -> None:
+    """README's install step 1: upstream's Metacontroller with three flags, sized in
+    metacontroller/upstream/flags.yaml from the hooks' own capacity."""
+    rendered = _upstream_overlay(tmp_path)
+    args = container_args(rendered)
+    assert args[:2] == UPSTREAM_ARGS  # upstream's own flags survive the patch
+    flags = parse_args(args)
+    assert flags == shipped()  # what the driver and the benchmark run with
+    assert {a.split("=")[0] for a in args[2:]} == {"--client-go-qps", "--client-go-burst",
+                                                  "--workers"}
+    # Workers: one hooks replica's threads (each sync holds one while it calls an IE).
+    settings = pytest.importorskip("hooks.settings").Settings()
+    hook_threads = settings.workers * settings.threads
+    assert flags.workers == hook_threads
+    replicas = _yaml(MANIFESTS / "deployment.yaml")["spec"]["replicas"]
+    assert 2 * flags.workers <= replicas * hook_threads  # both controllers fit in the replicas
+    # The API budget: well above the defaults, and a burst at least twice the rate.
+    assert flags.qps >= 10 * DEFAULTS.qps
+    assert flags.burst >= 2 * flags.qps
+    readme = (ROOT / "README.md").read_text()
+    assert "kubectl apply -k metacontroller/upstream/" in readme
+    assert flags.describe() in readme
+    assert METACONTROLLER_BASE not in readme  # the install step goes through the overlay
+
+
+def test_flags_parse_like_go() -> None:
+    assert parse_args([]) == DEFAULTS
+    assert parse_args(["--workers=3", "-workers=7", "--client-go-qps=2.5"]) == \
+        MetacontrollerFlags(qps=2.5, burst=10, workers=7)
 
 
 def test_kubectl_apply_f_crds_sees_only_crds() -> None:

@@ -1,4 +1,4 @@
-"""The Metacontroller driver behaves like Metacontroller (DESIGN.md §3), checked against a tiny
+"""The Metacontroller driver behaves like Metacontroller (docs/design.md §1), checked against a tiny
 scripted hook app that also checks the shape of every request it gets."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hooks.resources import DIE_RELATED_KEY
-from tests.support.metacontroller import (
+from testbed.metacontroller import (
     FINALIZER_PREFIX,
     MANIFESTS_DIR,
     Driver,
@@ -157,7 +157,7 @@ def test_sync_request_and_status(hooks: FakeHooks, driver: Driver) -> None:
     assert parent["metadata"]["uid"]
     assert parent["metadata"]["generation"] == 1
     assert parent["metadata"]["finalizers"] == [SCD_FINALIZER]  # added before the first call
-    assert parent["spec"]["exposePorts"] is True  # CRD defaults applied by the "API server"
+    assert parent["spec"]["exposePorts"] is False  # CRD defaults applied by the "API server"
     related = first["related"][DIE_RELATED_KEY]
     assert list(related) == ["docker-machine-2"]  # cluster-scoped: keyed by bare name
     assert related["docker-machine-2"]["spec"]["id"] == IE_ID
@@ -235,7 +235,9 @@ def test_writes_status_only_when_it_differs(hooks: FakeHooks, status_driver: Dri
     assert len(hooks.bodies("/scd/sync")) == 2
     writes = [w for w in driver.status_writes if w.kind == "ServiceComponentDocker"]
     assert len(writes) == 1
-    driver.run_for(125)  # two resyncPeriodSeconds (60 s)
+    period = driver.controller_for("ServiceComponentDocker").resync_period
+    assert period is not None
+    driver.run_for(2 * period + 5)  # two resyncPeriodSeconds
     assert len(hooks.bodies("/scd/sync")) == 4
     assert len([w for w in driver.status_writes if w.kind == "ServiceComponentDocker"]) == 1
 

@@ -1,4 +1,4 @@
-"""The Orion-LD double answers like Orion-LD (DESIGN.md §5), checked with plain HTTP."""
+"""The Orion-LD double answers like Orion-LD (docs/design.md §2), checked with plain HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.orion import CORE_CONTEXT, OrionDouble
+from testbed.orion import CORE_CONTEXT, OrionDouble
 
 E = "urn:ngsi-ld:Service:1:Component:1"
 ENTITY = f"/ngsi-ld/v1/entities/{E}"
@@ -18,7 +18,7 @@ JSON_CT = {"Content-Type": "application/json"}
 
 
 def status_body(value: str) -> dict[str, Any]:
-    """The body the aerOS HLO sends (DESIGN.md §5)."""
+    """The body the aerOS HLO sends (docs/design.md §2)."""
     return {"serviceComponentStatus": {"type": "Relationship", "object": STATUS + value}}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.stack import IE, Stack
+from testbed.stack import IE, Stack
 
 
 @pytest.fixture

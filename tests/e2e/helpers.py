@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ieapi.contract import LABEL_OWNER_NAME
-from tests.support.stack import IE, NAMESPACE, Stack
+from testbed.stack import IE, NAMESPACE, Stack
 
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"

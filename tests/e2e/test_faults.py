@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.metacontroller import FINALIZER_PREFIX
+from testbed.orion import Fault
+from testbed.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 from tests.e2e.helpers import (
     SCD_KIND,
     assert_one_container_per,
@@ -16,9 +19,6 @@ from tests.e2e.helpers import (
     ieapi_requests,
     reason,
 )
-from tests.support.metacontroller import FINALIZER_PREFIX
-from tests.support.orion import Fault
-from tests.support.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.stack import Stack
 from tests.e2e.helpers import (
     DIE_KIND,
     assert_one_container_per,
@@ -12,7 +13,6 @@ from tests.e2e.helpers import (
     entity,
     reason,
 )
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

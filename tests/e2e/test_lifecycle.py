@@ -5,6 +5,7 @@ from __future__ import annotations
 import docker.errors
 import pytest
 
+from testbed.stack import IE, Stack
 from tests.e2e.helpers import (
     assert_one_container_per,
     container_of,
@@ -14,7 +15,6 @@ from tests.e2e.helpers import (
     finish_job,
     reason,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -17,8 +17,8 @@ from hooks.resources import (
 )
 from hooks.settings import Settings
 from ieapi.settings import ENV_HELP
+from testbed.metacontroller import FINALIZER_PREFIX, MANIFESTS_DIR
 from tests.e2e.readme_tables import README, ROOT, TODO, kept_cells, reason_docs, render, section
-from tests.support.metacontroller import FINALIZER_PREFIX, MANIFESTS_DIR
 
 TEXT = README.read_text()
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.stack import IE, NAMESPACE, Stack
 from tests.e2e.helpers import (
     assert_one_container_per,
     container_of,
     delete_and_wait,
     finish_job,
 )
-from tests.support.stack import IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

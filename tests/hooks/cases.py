@@ -1,4 +1,5 @@
-"""Runs the JSON decision cases in tests/hooks/fixtures/ through the pure decision code.
+"""Runs the JSON decision cases in tests/hooks/fixtures/ through the real `Reconciler` (the
+order of its calls included), with scripted IE and broker clients instead of the network.
 
 A fixture file is `{"defaults": {"scd": ..., "die": ..., "settings": ...}, "cases": [...]}`.
 A case has `name`, optional `scd`/`die`/`settings` (deep-merged over the defaults) and
@@ -8,13 +9,15 @@ Metacontroller would:
 - `now`, `hook` (sync | finalize, default sync), `patch` (deep-merged into the object first),
   `die` (the related DIE from now on; `null` for none; a short form `{name, id, ready,
   annotations, deletionTimestamp}` is expanded),
-- `observations`: one per planned IE call (the runner checks they answer exactly the plan),
+- `observations`: one per IE call (a call without one, or one never asked for, fails the case),
 - `broker`: the broker's answers, in order (the runner checks the values asked for match),
 - `probe` / `listing` for DIE cases (`{"failure": ...}` for a failed call),
-- `expect`: `stage`, `actions` (["ensure@ie-a", ...]), `brokerRequests`, `status` (subset,
-  `null` = absent), `conditions` ({type: [status, reason, lastTransitionTime?]}, exact set of
-  types), `resyncAfterSeconds`, `finalized`, `orphaned` ([ie, ...]), `unchanged` (true: the
-  status is byte-identical to the previous step's, i.e. Metacontroller would not write it).
+- `expect`: `stage`, `actions` (the IE calls made, in order: ["ensure@ie-a", ...]),
+  `brokerRequests`, `status` (subset, `null` = absent), `conditions` ({type: [status, reason,
+  lastTransitionTime?]}, exact set of types), `resyncAfterSeconds`, `finalized`, `orphaned`
+  ([ie, ...]), `calls` (IE and broker calls together, in order: ["delete@ie-a",
+  "broker:Finished"]), `unchanged` (true: the status is byte-identical to the previous
+  step's, i.e. Metacontroller would not write it).
 """
 
 from __future__ import annotations
@@ -23,16 +26,29 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from hooks import brokerstatus, infrastructure, teardown
 from hooks import servicecomponent as sc
+from hooks.broker import BrokerClient
 from hooks.conditions import parse_time
-from hooks.errors import Failure
-from hooks.observations import ActionKind, BrokerObservation, Observation
-from hooks.resources import API_VERSION, DIE, DIE_KIND, DIEStatus, SCDStatus, dump, read_scd
+from hooks.errors import Failure, PermanentError, TemporaryError
+from hooks.http import Deadline
+from hooks.ie import Endpoint, IEClient
+from hooks.observations import ActionKind, BrokerObservation, BrokerOutcome, Observation
+from hooks.protocol import SyncRequest
+from hooks.reconcile import Reconciler
+from hooks.resources import (
+    API_VERSION,
+    DIE,
+    DIE_KIND,
+    DIE_RELATED_KEY,
+    DIEStatus,
+    SCDStatus,
+    dump,
+    read_scd,
+)
 from hooks.settings import Settings
-from ieapi.contract import ContainerList, IEInfo
+from ieapi.contract import ContainerList, ContainerSpec, ContainerStatus, DeleteResult, IEInfo
 from tests.hooks.helpers import JSON, assert_subset, deep_merge
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -103,79 +119,128 @@ class Result:
     actions: list[str]
     broker_requests: list[str]
     orphaned: list[str]
+    calls: list[str]  # IE and broker calls together, in the order made
 
 
-class _Broker:
-    """Hands out the step's scripted broker answers, checking what was asked for."""
+def _raise(failure: Failure) -> NoReturn:
+    """The exception a real client raises for `failure` (its `failure()` gives it back)."""
+    error = TemporaryError if failure.temporary else PermanentError
+    raise error(failure.reason, failure.message, code=failure.code, field=failure.field,
+                http_status=failure.http_status)
 
-    def __init__(self, answers: list[JSON]) -> None:
-        self.answers = [BrokerObservation.model_validate(a) for a in answers]
+
+class ScriptedIE(IEClient):
+    """An IE client that answers from the step's script instead of the network: each planned
+    call (kind, IE) has exactly one scripted observation; the calls made are recorded in order
+    (`actions`), and a call nothing answers fails the test."""
+
+    def __init__(self, settings: Settings, step: JSON, calls: list[str]) -> None:
+        super().__init__(settings)
+        self.answers = {o.key: o for o in map(Observation.model_validate,
+                                                step.get("observations", []))}
+        self.probe: JSON | None = step.get("probe")
+        self.listing: JSON | None = step.get("listing")
+        self.actions: list[str] = []
+        self.calls = calls
+
+    def _answer(self, kind: ActionKind, ep: Endpoint) -> Observation:
+        self.actions.append(f"{kind.value}@{ep.ie}")
+        self.calls.append(f"{kind.value}@{ep.ie}")
+        answer = self.answers.pop((kind.value, ep.ie), None)
+        assert answer is not None, f"{kind.value} on IE {ep.ie!r}: no observation scripted"
+        if answer.failure is not None:
+            _raise(answer.failure)
+        return answer
+
+    def ensure(self, ep: Endpoint, name: str, spec: ContainerSpec,
+               deadline: Deadline) -> ContainerStatus:
+        container = self._answer(ActionKind.ENSURE, ep).container
+        assert container is not None
+        return container
+
+    def get(self, ep: Endpoint, name: str, deadline: Deadline) -> ContainerStatus | None:
+        return self._answer(ActionKind.OBSERVE, ep).container
+
+    def delete(self, ep: Endpoint, name: str, deadline: Deadline) -> DeleteResult:
+        deleted = self._answer(ActionKind.DELETE, ep).deleted
+        assert deleted is not None
+        return DeleteResult(name=name, deleted=deleted)
+
+    def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
+        answer, self.probe = self.probe, None
+        assert answer is not None, f"info of IE {ep.ie!r}: no probe scripted"
+        if "failure" in answer:
+            _raise(Failure.model_validate(answer["failure"]))
+        return IEInfo.model_validate(answer)
+
+    def list(self, ep: Endpoint, deadline: Deadline) -> ContainerList:
+        answer, self.listing = self.listing, None
+        assert answer is not None, f"list on IE {ep.ie!r}: no listing scripted"
+        if "failure" in answer:
+            _raise(Failure.model_validate(answer["failure"]))
+        return ContainerList.model_validate(answer)
+
+    def done(self) -> None:
+        assert not self.answers, f"scripted observations not asked for: {list(self.answers)}"
+        assert self.probe is None, "the scripted probe was not asked for"
+        assert self.listing is None, "the scripted listing was not asked for"
+
+
+class ScriptedBroker(BrokerClient):
+    """A broker client that hands out the step's scripted answers in order, checking that each
+    is for the value asked for."""
+
+    def __init__(self, settings: Settings, step: JSON, calls: list[str]) -> None:
+        super().__init__(settings)
+        self.answers = [BrokerObservation.model_validate(a) for a in step.get("broker", [])]
         self.asked: list[str] = []
+        self.calls = calls
 
-    def ask(self, value: str | None) -> list[BrokerObservation]:
-        if value is None:
-            return []
+    def set_status(self, entity: str, value: str, deadline: Deadline) -> BrokerOutcome:
         self.asked.append(value)
-        assert self.answers, f"the decision asked the broker for {value!r}; no answer scripted"
+        self.calls.append(f"broker:{value}")
+        assert self.answers, f"the hook asked the broker for {value!r}; no answer scripted"
         answer = self.answers.pop(0)
         assert answer.value == value, f"broker asked for {value!r}, answer is for {answer.value!r}"
-        return [answer]
+        if answer.failure is not None:
+            _raise(answer.failure)
+        assert answer.outcome is not None
+        return answer.outcome
 
     def done(self) -> None:
         assert not self.answers, f"scripted broker answers not asked for: {self.answers}"
 
 
-def _observations(step: JSON, planned: list[tuple[str, str]]) -> list[Observation]:
-    obs = [Observation.model_validate(o) for o in step.get("observations", [])]
-    given = sorted(o.key for o in obs)
-    assert given == sorted(planned), f"observations {given} do not answer the plan {planned}"
-    return obs
+def _request(parent: JSON, die: DIE | None, finalizing: bool) -> SyncRequest:
+    """The request Metacontroller sends: the related DIE keyed by its name."""
+    related = {die.metadata.name: dump(die)} if die is not None else {}
+    return SyncRequest(parent=parent, related={DIE_RELATED_KEY: related}, finalizing=finalizing)
 
 
-def run_scd_step(obj: JSON, die: DIE | None, step: JSON, settings: Settings) -> Result:
-    scd = read_scd(obj)
+def run_step(case: Case, obj: JSON, die: DIE | None, step: JSON) -> Result:
+    """One hook call through the real Reconciler, its IE and broker clients scripted."""
+    settings = case.settings
     now = _now(step)
-    broker = _Broker(step.get("broker", []))
-    if step.get("hook", "sync") == "sync":
-        plan = sc.plan(scd, die)
-        actions = [f"{a.kind.value}@{a.target.ie}" for a in plan.actions]
-        observations = _observations(step, [a.key for a in plan.actions])
-        containers = [o for o in observations if o.kind is not ActionKind.DELETE]
-        value = sc.assess(scd, plan, containers).broker_value
-        attempts = broker.ask(brokerstatus.broker_request(scd, value, settings))
-        out = sc.report(scd, plan, observations, attempts, now=now, settings=settings)
-        stage: str | None = plan.stage.value
+    calls: list[str] = []
+    ie, broker = ScriptedIE(settings, step, calls), ScriptedBroker(settings, step, calls)
+    reconciler = Reconciler(settings, ie, broker, clock=lambda: now)
+    finalizing = step.get("hook", "sync") == "finalize"
+    request = _request(obj, die, finalizing)
+    stage: str | None = None
+    orphaned: list[str] = []
+    if case.kind == "scd":
+        out = reconciler.reconcile_scd(request, finalizing=finalizing)
+        status, resync, finalized = out.status_json(), out.resync_after_seconds, out.finalized
+        orphaned = [p.ie for p in out.orphaned]
+        if not finalizing:  # which stage the plan saw (the calls are checked as made)
+            stage = sc.plan(read_scd(obj), die).stage.value
     else:
-        fplan = teardown.finalize_plan(scd, die, settings)
-        actions = [f"{a.kind.value}@{a.target.ie}" for a in fplan.actions]
-        attempts = broker.ask(fplan.removing)
-        observations = _observations(step, [a.key for a in fplan.actions])
-        decision = teardown.finalize_decision(scd, fplan, observations, now, settings)
-        attempts += broker.ask(teardown.finished_request(scd, fplan, decision, attempts, settings))
-        out = teardown.finalize_report(scd, decision, attempts, now=now, settings=settings)
-        stage = None
+        answer = reconciler.die(request, finalizing=finalizing)
+        status = dict(answer.status or {})
+        resync, finalized = answer.resync_after_seconds or 0.0, bool(answer.finalized)
+    ie.done()
     broker.done()
-    return Result(dump(out.status), out.resync_after_seconds, out.finalized, stage, actions,
-                  broker.asked, [p.ie for p in out.orphaned])
-
-
-def _call_result(raw: JSON | None, model: type[IEInfo] | type[ContainerList]) -> Any:
-    if raw is None:
-        return None
-    if "failure" in raw:
-        return Failure.model_validate(raw["failure"])
-    return model.model_validate(raw)
-
-
-def run_die_step(obj: JSON, step: JSON, settings: Settings) -> Result:
-    die = DIE.model_validate(obj)
-    now = _now(step)
-    if step.get("hook", "sync") == "sync":
-        out = infrastructure.report_die(die, _call_result(step["probe"], IEInfo), now, settings)
-    else:
-        out = infrastructure.finalize_die(die, _call_result(step.get("listing"), ContainerList),
-                                          now, settings)
-    return Result(dump(out.status), out.resync_after_seconds, out.finalized, None, [], [], [])
+    return Result(status, resync, finalized, stage, ie.actions, broker.asked, orphaned, calls)
 
 
 def check(result: Result, expect: JSON, where: str) -> None:
@@ -200,6 +265,8 @@ def check(result: Result, expect: JSON, where: str) -> None:
     assert result.finalized == expect.get("finalized", False), f"{where}: finalized"
     if "orphaned" in expect:
         assert result.orphaned == expect["orphaned"], f"{where}: orphaned {result.orphaned}"
+    if "calls" in expect:
+        assert result.calls == expect["calls"], f"{where}: calls {result.calls}"
 
 
 def run_case(case: Case) -> None:
@@ -213,15 +280,10 @@ def run_case(case: Case) -> None:
         obj = deep_merge(obj, step.get("patch", {}))
         if "die" in step:
             die_short = step["die"]
-        if case.kind == "scd":
-            die = expand_die(die_short)
-            first = run_scd_step(obj, die, step, case.settings)
-            again = run_scd_step(obj, die, step, case.settings)
-            model: type[SCDStatus] | type[DIEStatus] = SCDStatus
-        else:
-            first = run_die_step(obj, step, case.settings)
-            again = run_die_step(obj, step, case.settings)
-            model = DIEStatus
+        die = expand_die(die_short) if case.kind == "scd" else None
+        first = run_step(case, obj, die, step)
+        again = run_step(case, obj, die, step)
+        model: type[SCDStatus] | type[DIEStatus] = SCDStatus if case.kind == "scd" else DIEStatus
         assert json.dumps(first.status) == json.dumps(again.status), f"{where}: not deterministic"
         assert (first.resync, first.actions) == (again.resync, again.actions)
         assert dump(model.model_validate(first.status)) == first.status, f"{where}: round trip"

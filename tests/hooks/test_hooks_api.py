@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hooks import create_app
 from hooks.resources import DIE_RELATED_KEY
 from hooks.settings import Settings
+from testbed.orion import OrionDouble
 from tests.hooks.helpers import JSON, TOKEN, FakeIE, FakeServer, refused_url, silent_server
-from tests.support.orion import OrionDouble
 
 ENTITY = "urn:ngsi-ld:Service:1:Component:1"
 IE_ID = "urn:ngsi-ld:InfrastructureElement:A"

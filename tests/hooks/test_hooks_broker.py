@@ -1,4 +1,4 @@
-"""hooks.broker against the Orion-LD double (tests/support/orion.py) and loopback servers."""
+"""hooks.broker against the Orion-LD double (testbed/orion.py) and loopback servers."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 from werkzeug.wrappers import Request, Response
 
-from hooks.broker import BrokerClient, entity_id
+from hooks.broker import BrokerClient
+from hooks.brokerstatus import entity_id
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline
 from hooks.observations import BrokerOutcome
 from hooks.reasons import Reason
 from hooks.resources import ObjectMeta
 from hooks.settings import Settings
+from testbed.orion import OrionDouble
 from tests.hooks.helpers import FakeServer, json_response, refused_url, silent_server
-from tests.support.orion import OrionDouble
 
 ENTITY = "urn:ngsi-ld:Service:1:Component:1"
 

@@ -18,8 +18,10 @@ from hooks.logs import JsonFormatter, object_logger
 from hooks.protocol import SyncRequest, SyncResponse
 from hooks.resources import Condition, ConditionStatus, read_scd
 from hooks.resync import backoff
+from hooks.servicecomponent import coarse_pull, verdict_of_container
 from hooks.settings import Settings
-from hooks.tokens import SecretFile
+from ieapi.contract import ContainerState, ContainerStatus, PullProgress
+from ieapi.secretfile import SecretFile
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
@@ -179,3 +181,30 @@ def test_log_lines_name_the_object(caplog: pytest.LogCaptureFixture) -> None:
     assert record.getMessage() == "scd demo/web: hello there"
     line = json.loads(JsonFormatter().format(record))
     assert (line["object"], line["kind"], line["level"]) == ("demo/web", "scd", "INFO")
+
+
+def _pulling(layers_done: int, bytes_done: int, message: str) -> ContainerStatus:
+    return ContainerStatus(name="demo.web", state=ContainerState.PULLING, image="busybox:test",
+                           pull=PullProgress(layers_total=3, layers_done=layers_done,
+                                             bytes_total=3000, bytes_done=bytes_done,
+                                             message=message))
+
+
+def test_pull_progress_shows_in_steps() -> None:
+    """Docker's byte-by-byte progress reaches the status in steps: syncs within a step give the
+    same status (no API write), each tenth of the bytes or layer done gives a new one."""
+    first = verdict_of_container(_pulling(1, 1010, "a1: Downloading"), False, "ie-a")
+    later = verdict_of_container(_pulling(1, 1190, "b2: Extracting"), False, "ie-a")
+    assert first.pull == later.pull
+    assert first.message == later.message == "pulling image busybox:test: 1/3 layers, 30%"
+    assert first.pull is not None
+    assert (first.pull.bytes_done, first.pull.message) == (900, "1/3 layers, 30%")
+    next_tenth = verdict_of_container(_pulling(1, 1200, "b2: Extracting"), False, "ie-a")
+    next_layer = verdict_of_container(_pulling(2, 1190, "b2: Pull complete"), False, "ie-a")
+    assert next_tenth.pull != first.pull
+    assert next_layer.pull != first.pull
+    done = verdict_of_container(_pulling(3, 3000, "Download complete"), False, "ie-a")
+    assert done.pull is not None
+    assert (done.pull.bytes_done, done.pull.message) == (3000, "3/3 layers, 100%")
+    assert coarse_pull(None).message == "pull requested"
+    assert coarse_pull(PullProgress(layers_total=2)).message == "0/2 layers"

@@ -14,8 +14,8 @@ import requests
 from ieapi import create_app
 from ieapi.engine import Engine
 from ieapi.settings import Settings
+from testbed.dockerd import remove_managed
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory
-from tests.support.dockerd import remove_managed
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ def httpd_spec(image: str, port: int, **extra: Any) -> dict[str, Any]:
         "cliArgs": [{"key": "httpd"}, {"key": "-f"}, {"key": "-p", "value": str(port)},
                     {"key": "-h", "value": "/www"}],
         "ports": [{"number": port, "protocol": "TCP"}],
+        "exposePorts": True,
     }
     spec.update(extra)
     return spec

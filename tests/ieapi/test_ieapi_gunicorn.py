@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from ieapi.contract import LABEL_MANAGED
+from testbed.dockerd import remove_managed
+from testbed.images import INDEX_HTML
+from testbed.procs import ServerProcess, free_port, python_module_argv, running_server
 from tests.ieapi.helpers import TOKEN, eventually, httpd_spec, sleeper_spec
-from tests.support.dockerd import remove_managed
-from tests.support.images import INDEX_HTML
-from tests.support.procs import ServerProcess, free_port, python_module_argv, running_server
 
 pytestmark = pytest.mark.docker
 

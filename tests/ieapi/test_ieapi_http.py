@@ -18,8 +18,8 @@ from schemathesis.core.result import Ok
 from ieapi import create_app
 from ieapi.contract import ContainerSpec
 from ieapi.settings import Settings, SettingsError
+from testbed.procs import server_env
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, sleeper_spec
-from tests.support.procs import server_env
 
 # --------------------------------------------------------------------------- auth
 

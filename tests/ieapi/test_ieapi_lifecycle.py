@@ -21,6 +21,8 @@ from ieapi.contract import (
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
 )
+from testbed.images import INDEX_HTML, variant_tag
+from testbed.procs import free_port
 from tests.ieapi.helpers import (
     Answer,
     IEApiClient,
@@ -29,8 +31,6 @@ from tests.ieapi.helpers import (
     job_spec,
     sleeper_spec,
 )
-from tests.support.images import INDEX_HTML, variant_tag
-from tests.support.procs import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -6,9 +6,9 @@ import docker
 import pytest
 import requests
 
+from testbed.images import INDEX_HTML, variant_tag
+from testbed.procs import free_port
 from tests.ieapi.helpers import eventually
-from tests.support.images import INDEX_HTML, variant_tag
-from tests.support.procs import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -20,8 +20,8 @@ import docker
 import pytest
 
 from ieapi import create_app
+from testbed.dockerd import remove_managed
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, eventually, sleeper_spec
-from tests.support.dockerd import remove_managed
 from tests.support.wghub import WG_SOCKET_DIR, Hub, missing_tools
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()),

@@ -40,9 +40,9 @@ from hooks.resources import (
 from hooks.settings import Settings
 from ieapi.contract import NetworkOverlay, Protocol, PublishedPort
 from ieapi.overlayspec import parse as parse_overlay
+from testbed.orion import OrionDouble
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import subset
-from tests.support.orion import OrionDouble
 
 pytestmark = pytest.mark.k8s
 

@@ -1,7 +1,7 @@
 """End to end on a real Kubernetes API: kubectl → API server → (Metacontroller driver) → hooks
 under gunicorn → ieapi under gunicorn → the private dockerd, with the Orion-LD double.
 
-The only stand-in is Metacontroller itself (no binary can be had here, DESIGN.md §3):
+The only stand-in is Metacontroller itself (no binary can be had here, docs/design.md §1):
 tests/support/kube.py watches the real objects, calls the hooks over HTTP, writes status
 through ``/status`` and manages its finalizer on the real object, as Metacontroller does.
 Everything the user sees goes through kubectl: the samples are applied with it, the printer
@@ -26,13 +26,13 @@ import requests
 import yaml
 
 from ieapi.contract import LABEL_MANAGED
+from testbed.dockerd import remove_managed
+from testbed.images import INDEX_HTML
+from testbed.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
+from testbed.orion import OrionDouble
+from testbed.procs import ServerProcess, free_port, running_server
 from tests.support.crdserver import CrdApiServer
-from tests.support.dockerd import remove_managed
-from tests.support.images import INDEX_HTML
 from tests.support.kube import KubeDriver
-from tests.support.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
-from tests.support.orion import OrionDouble
-from tests.support.procs import ServerProcess, free_port, running_server
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.docker]
 

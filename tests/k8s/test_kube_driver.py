@@ -19,9 +19,9 @@ from flask import Flask, Response, request
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hooks.resources import DIE_RELATED_KEY
+from testbed.metacontroller import CRDS_DIR, FINALIZER_PREFIX
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import KubeDriver
-from tests.support.metacontroller import CRDS_DIR, FINALIZER_PREFIX
 
 pytestmark = pytest.mark.k8s
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.manifests import METACONTROLLER_CRDS, METACONTROLLER_CRDS_MISSING
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import subset
 
@@ -27,16 +28,13 @@ pytestmark = pytest.mark.k8s
 
 JSON = dict[str, Any]
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
-METACONTROLLER_CRDS = SHARED / "metacontroller" / "metacontroller-crds-v1.yaml"
 CONTROLLERS = ("llo-docker-scd", "llo-docker-die")
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[CrdApiServer]:
     if not METACONTROLLER_CRDS.is_file():
-        pytest.skip(f"Metacontroller's CRDs not found at {METACONTROLLER_CRDS} (test data kept "
-                    "beside the repository, in ../shared)")
+        pytest.skip(METACONTROLLER_CRDS_MISSING)
     with CrdApiServer() as server:
         # Server-side: the CompositeController CRD is too big for the last-applied annotation.
         server.kubectl("apply", "--server-side", "-f", str(METACONTROLLER_CRDS))

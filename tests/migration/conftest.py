@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.stack import IE, Stack
+from testbed.stack import IE, Stack
 
 IE_NAMES = ("ie-a", "ie-b", "ie-c")
 

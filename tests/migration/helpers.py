@@ -16,7 +16,7 @@ import docker
 import docker.errors
 import requests
 
-from tests.support.stack import IE, MANAGED_LABEL, NAMESPACE, Stack
+from testbed.stack import IE, MANAGED_LABEL, NAMESPACE, Stack
 
 JSON = dict[str, Any]
 SCD_KIND = "ServiceComponentDocker"

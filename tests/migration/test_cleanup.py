@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.stack import FAST_HOOKS_ENV, IE, Stack
 from tests.migration.helpers import (
     SLEEP,
     assert_only_on,
@@ -19,7 +20,6 @@ from tests.migration.helpers import (
     start_component,
     sync_responses,
 )
-from tests.support.stack import FAST_HOOKS_ENV, IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.metacontroller import FINALIZER_PREFIX
+from testbed.stack import IE, NAMESPACE, Stack
 from tests.migration.helpers import (
     SCD_KIND,
     SLEEP,
@@ -19,8 +21,6 @@ from tests.migration.helpers import (
     select,
     start_component,
 )
-from tests.support.metacontroller import FINALIZER_PREFIX
-from tests.support.stack import IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.stack import IE, Stack
 from tests.migration.helpers import (
     DIE_KIND,
     SLEEP,
@@ -28,7 +29,6 @@ from tests.migration.helpers import (
     start_component,
     untag,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from testbed.stack import IE, Stack
 from tests.migration.helpers import (
     ENDING,
     SLEEP,
@@ -25,7 +26,6 @@ from tests.migration.helpers import (
     settled_on,
     start_component,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from hooks.resources import DIE_RELATED_KEY
+from testbed.stack import IE, Stack
 from tests.migration.helpers import (
     DIE_KIND,
     SCD_KIND,
@@ -34,7 +35,6 @@ from tests.migration.helpers import (
     settled_on,
     start_component,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

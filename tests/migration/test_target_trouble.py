@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from testbed.procs import free_port
+from testbed.stack import FAST_HOOKS_ENV, IE, Stack
 from tests.migration.helpers import (
     SLEEP,
     Recorder,
@@ -27,8 +29,6 @@ from tests.migration.helpers import (
     sync_responses,
     untag,
 )
-from tests.support.procs import free_port
-from tests.support.stack import FAST_HOOKS_ENV, IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -101,6 +101,7 @@ def test_port_taken_on_target_then_back(stack: Stack, busybox_image: str, ie_a: 
     port = free_port()
     manifest = start_component(
         stack, "web", ie_a, busybox_image, ports=[{"number": port, "protocol": "TCP"}],
+        exposePorts=True,
         cliArgs=[{"key": "httpd"}, {"key": "-f"}, {"key": "-p"}, {"key": str(port)},
                  {"key": "-h"}, {"key": "/www"}])
     serving = container_id(stack, ie_a)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.stack import IE, Stack
 from tests.reliability.helpers import ready_ie
-from tests.support.stack import IE, Stack
 
 
 @pytest.fixture

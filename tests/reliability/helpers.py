@@ -10,12 +10,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tests.support.metacontroller import Driver, HookCall
-from tests.support.stack import IE, NAMESPACE, Stack
+from testbed.metacontroller import Driver, HookCall
+from testbed.stack import IE, NAMESPACE, Stack
 
 SCD_KIND = "ServiceComponentDocker"
 DIE_KIND = "DockerInfrastructureElement"
-HOOK_TIMEOUT_SECONDS = 10.0  # Metacontroller's default (DESIGN.md §3)
+HOOK_TIMEOUT_SECONDS = 10.0  # Metacontroller's default (docs/design.md §1)
 SLEEP = [{"key": "sleep"}, {"key": "3600"}]
 NAME_LABEL = "llo.aeros-project.eu/name"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from testbed.stack import IE, Stack
 from tests.reliability.helpers import (
     SLEEP,
     assert_exactly,
@@ -13,7 +14,6 @@ from tests.reliability.helpers import (
     entity,
     report,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

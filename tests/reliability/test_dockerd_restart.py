@@ -10,6 +10,15 @@ from pathlib import Path
 import docker
 import pytest
 
+from testbed.dockerd import (
+    DOCKER_API_VERSION,
+    Dockerd,
+    restart_dockerd,
+    start_dockerd,
+    stop_dockerd,
+)
+from testbed.images import ensure_busybox
+from testbed.stack import Stack
 from tests.reliability.helpers import (
     SLEEP,
     assert_exactly,
@@ -19,15 +28,6 @@ from tests.reliability.helpers import (
     ready_ie,
     report,
 )
-from tests.support.dockerd import (
-    DOCKER_API_VERSION,
-    Dockerd,
-    restart_dockerd,
-    start_dockerd,
-    stop_dockerd,
-)
-from tests.support.images import ensure_busybox
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

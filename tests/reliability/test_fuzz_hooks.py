@@ -27,13 +27,9 @@ from hooks import create_app
 from hooks.broker import BrokerClient
 from hooks.ie import IEClient
 from hooks.settings import Settings
-from tests.support.metacontroller import (
-    HookError,
-    apply_schema,
-    load_crds,
-    parse_customize_response,
-    parse_sync_response,
-)
+from testbed.crdschema import apply_schema
+from testbed.hookprotocol import HookError, parse_customize_response, parse_sync_response
+from testbed.manifests import load_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "local" / "hooks"

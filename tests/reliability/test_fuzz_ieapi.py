@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from ieapi import create_app, openapi
 from ieapi.settings import Settings
-from tests.support.dockerd import remove_managed
+from testbed.dockerd import remove_managed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

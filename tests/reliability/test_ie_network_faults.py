@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.stack import NAMESPACE, Stack
 from tests.reliability.helpers import (
     SCD_KIND,
     SLEEP,
@@ -21,7 +22,6 @@ from tests.reliability.helpers import (
     report,
 )
 from tests.support.faults import StallServer
-from tests.support.stack import NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

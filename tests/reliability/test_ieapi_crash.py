@@ -15,6 +15,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from testbed.stack import NAMESPACE, Stack
 from tests.reliability.helpers import (
     SCD_KIND,
     SLEEP,
@@ -29,7 +30,6 @@ from tests.reliability.helpers import (
     report,
 )
 from tests.support.registry import gated_image
-from tests.support.stack import NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

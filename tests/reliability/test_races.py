@@ -15,6 +15,8 @@ import docker
 import pytest
 import requests
 
+from testbed.procs import free_port, python_module_argv, running_server
+from testbed.stack import FAST_HOOKS_ENV, IE, MANAGED_LABEL, NAMESPACE, Stack
 from tests.reliability.helpers import (
     DIE_KIND,
     SCD_KIND,
@@ -23,9 +25,7 @@ from tests.reliability.helpers import (
     assert_hooks_answered,
     report,
 )
-from tests.support.procs import free_port, python_module_argv, running_server
 from tests.support.registry import gated_image
-from tests.support.stack import FAST_HOOKS_ENV, IE, MANAGED_LABEL, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

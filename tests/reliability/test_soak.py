@@ -19,6 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testbed.procs import ServerProcess
+from testbed.stack import IE, MANAGED_LABEL, NAMESPACE, Stack
 from tests.reliability.helpers import (
     SCD_KIND,
     assert_exactly,
@@ -27,8 +29,6 @@ from tests.reliability.helpers import (
     ready_ie,
     report,
 )
-from tests.support.procs import ServerProcess
-from tests.support.stack import IE, MANAGED_LABEL, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+from testbed.procs import free_port
+from testbed.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 from tests.reliability.helpers import (
     SCD_KIND,
     SLEEP,
@@ -19,8 +21,6 @@ from tests.reliability.helpers import (
     assert_hooks_answered,
     report,
 )
-from tests.support.procs import free_port
-from tests.support.stack import FAST_HOOKS_ENV, IE, NAMESPACE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
 
@@ -37,9 +37,11 @@ def test_image_docker_rejects_and_duplicate_port(stack: Stack, ie: IE, busybox_i
     stack.driver.apply(Stack.scd("badimage", ie, bad, cliArgs=SLEEP))
     port = free_port("0.0.0.0")
     ports = [{"number": port, "protocol": "TCP"}]
-    stack.driver.apply(Stack.scd("first", ie, busybox_image, cliArgs=SLEEP, ports=ports))
+    stack.driver.apply(Stack.scd("first", ie, busybox_image, cliArgs=SLEEP, ports=ports,
+                                 exposePorts=True))
     stack.driver.run_until(lambda: stack.phase("first") == "Running", timeout=60)
-    stack.driver.apply(Stack.scd("second", ie, busybox_image, cliArgs=SLEEP, ports=ports))
+    stack.driver.apply(Stack.scd("second", ie, busybox_image, cliArgs=SLEEP, ports=ports,
+                                 exposePorts=True))
     stack.driver.run_until(lambda: stack.phase("badimage") == "Failed"
                            and stack.phase("second") == "Failed", timeout=60)
 
@@ -83,7 +85,8 @@ def test_port_taken_by_foreign_process_or_container(stack: Stack, ie: IE, busybo
         with _listening(by_process):
             for name, port in (("p1", by_process), ("p2", by_container)):
                 stack.driver.apply(Stack.scd(name, ie, busybox_image, cliArgs=SLEEP,
-                                             ports=[{"number": port, "protocol": "TCP"}]))
+                                             ports=[{"number": port, "protocol": "TCP"}],
+                                             exposePorts=True))
             stack.driver.run_until(lambda: stack.phase("p1") == "Failed"
                                    and stack.phase("p2") == "Failed", timeout=60)
             for name, port in (("p1", by_process), ("p2", by_container)):

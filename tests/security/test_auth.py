@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.stack import IE, Stack
 from tests.reliability.helpers import (
     SLEEP,
     assert_exactly,
@@ -19,7 +20,6 @@ from tests.reliability.helpers import (
     die_condition,
     die_ready,
 )
-from tests.support.stack import IE, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

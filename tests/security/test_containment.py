@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from hooks.tokens import TokenDir
 from ieapi import create_app
 from ieapi.settings import Settings
-from tests.support.dockerd import remove_managed
+from testbed.dockerd import remove_managed
 
 pytestmark = [pytest.mark.docker]
 

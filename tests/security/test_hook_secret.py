@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 
 from hooks import create_app
 from hooks.settings import Settings
+from testbed.metacontroller import Driver
+from testbed.stack import Stack
 from tests.reliability.helpers import SLEEP, assert_exactly, assert_hooks_answered, ready_ie
-from tests.support.metacontroller import Driver
-from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY = json.loads((ROOT / "samples/local/hooks/scd-customize.json").read_text())

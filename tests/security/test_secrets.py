@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.procs import free_port
+from testbed.stack import NAMESPACE, Stack
 from tests.reliability.helpers import SCD_KIND, SLEEP, assert_hooks_answered, ready_ie
-from tests.support.procs import free_port
-from tests.support.stack import NAMESPACE, Stack
 from tests.support.wghub import missing_tools
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]

@@ -1,7 +1,7 @@
 """Optional TLS between the hooks and the IE API: ieapi serves HTTPS with IEAPI_TLS_CERT_FILE /
 IEAPI_TLS_KEY_FILE (gunicorn certfile/keyfile), the hooks verify the IE's certificate against
 LLO_IE_CA_BUNDLE only. REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the hooks' environment make plain
-`requests` ignore an explicit CA (DESIGN.md §6): both are set here, pointing at the *wrong* CA,
+`requests` ignore an explicit CA (docs/design.md §3): both are set here, pointing at the *wrong* CA,
 to prove the hooks' session does not read them.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from testbed.procs import python_module_argv, server_env
+from testbed.stack import Stack
 from tests.reliability.helpers import (
     SLEEP,
     assert_exactly,
@@ -23,8 +25,6 @@ from tests.reliability.helpers import (
     report,
 )
 from tests.security.pki import ServerPKI, make_pki
-from tests.support.procs import python_module_argv, server_env
-from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -1,4 +1,4 @@
-"""Reusable test infrastructure: a private dockerd, locally built images and server processes.
-
-Nothing here imports the project's packages, so any test tier can use it.
+"""Test-only infrastructure: the real CRD API server (crdserver), the Metacontroller driver
+over it (kube), fault injectors (faults) and a gated registry (registry). What benchmarks share
+with the tests lives in the top-level `testbed` package.
 """

@@ -1,8 +1,9 @@
 """The Metacontroller test driver against a real Kubernetes API server (tests/support/crdserver.py).
 
-``KubeDriver`` is :class:`tests.support.metacontroller.Driver` (same work queues, backoff,
-customize cache, hook calls and strict response decoding) with the in-memory store replaced by
-what Metacontroller v4.17.2 really does with an API server:
+``KubeDriver`` is :class:`testbed.metacontroller.Driver` (same work queues, backoff,
+customize cache, hook calls and strict response decoding) over :class:`ApiServerStore`, the
+object store (testbed/objectstore.py) that does what Metacontroller v4.17.2 really does
+with an API server:
 
 - Informers: one LIST then a WATCH (``resourceVersion``, bookmarks, re-LIST on 410 Gone) per
   parent kind, each in a background thread; their events feed a local cache, which is all the
@@ -44,18 +45,13 @@ from typing import Any
 
 import requests
 
+from testbed.clocks import RealClock
+from testbed.crdschema import InvalidError
+from testbed.hookprotocol import HookError
+from testbed.manifests import CRD, CRDS_DIR, MANIFESTS_DIR, find_crd, load_crds
+from testbed.metacontroller import Driver
+from testbed.objectstore import ChangeListener, ObjKey, StatusWrite, object_key
 from tests.support.crdserver import CrdApiServer
-from tests.support.metacontroller import (
-    CRD,
-    CRDS_DIR,
-    MANIFESTS_DIR,
-    Driver,
-    HookError,
-    InvalidError,
-    ObjKey,
-    RealClock,
-    StatusWrite,
-)
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "llo-test-driver"
@@ -154,7 +150,8 @@ class KubeClient:
         return body["items"], str(body["metadata"]["resourceVersion"])
 
 
-def object_key(crd: CRD, obj: JSON) -> ObjKey:
+def key_of(crd: CRD, obj: JSON) -> ObjKey:
+    """The store key of an object the API server sent."""
     meta = obj["metadata"]
     return (crd.kind, meta.get("namespace", "") if crd.namespaced else "", meta["name"])
 
@@ -260,52 +257,57 @@ class PrunedStatus:
     stored: JSON
 
 
-class KubeDriver(Driver):
-    """See the module docstring. Use as a context manager (it starts threads)."""
+class ApiServerStore:
+    """The object store over a real API server; see the module docstring. ``start`` LISTs and
+    starts the informers; ``close`` stops them."""
 
-    def __init__(self, hooks_base_url: str, api: CrdApiServer, *,
-                 hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
-                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None) -> None:
-        super().__init__(hooks_base_url, clock=RealClock(), hook_timeout=hook_timeout,
-                         manifests_dir=manifests_dir, crds_dir=crds_dir, session=session)
-        self.api = api
+    def __init__(self, api: CrdApiServer, crds: dict[str, CRD]) -> None:
+        self.crds = crds
         self.client = KubeClient(api)
+        self.status_writes: list[StatusWrite] = []
         self.pruned: list[PrunedStatus] = []
+        self._objects: dict[ObjKey, JSON] = {}
+        self._on_change: ChangeListener | None = None
         self._events: queue.Queue[_WatchEvent] = queue.Queue()
         self._gone: set[str] = set()  # uids deleted (late watch events must not revive them)
         self._informers: list[_Informer] = []
-        try:
-            for crd in {c.crd.kind: c.crd for c in self.controllers.values()}.values():
-                items, rv = self.client.list(crd)
-                for item in items:
-                    self._ingest(crd, item)
-                informer = _Informer(self.client, crd, rv, self._events)
-                informer.start()
-                self._informers.append(informer)
-        except BaseException:
-            self.close()
-            raise
+
+    def start(self, on_change: ChangeListener, kinds: list[CRD]) -> None:
+        self._on_change = on_change
+        for crd in kinds:
+            items, rv = self.client.list(crd)
+            for item in items:
+                self._ingest(crd, item)
+            informer = _Informer(self.client, crd, rv, self._events)
+            informer.start()
+            self._informers.append(informer)
 
     def close(self) -> None:
         for informer in self._informers:
             informer.stop()
         self._informers.clear()
         self.client.close()
-        super().close()
-
-    def __enter__(self) -> KubeDriver:
-        return self
 
     # ------------------------------------------------------------------ the cache
 
+    def cached(self, key: ObjKey) -> JSON | None:
+        return self._objects.get(key)
+
+    def cached_items(self, kind: str) -> list[tuple[ObjKey, JSON]]:
+        return [(k, o) for k, o in self._objects.items() if k[0] == kind]
+
     def _crd_of_kind(self, kind: str) -> CRD:
         return next(c for c in self.crds.values() if c.kind == kind)
+
+    def _changed(self, crd: CRD, key: ObjKey, old: JSON | None, new: JSON | None) -> None:
+        if self._on_change is not None:
+            self._on_change(crd, key, old, new)
 
     def _ingest(self, crd: CRD, obj: JSON) -> None:
         """A newer version of an object (watch event or write answer) into the cache."""
         if obj["metadata"]["uid"] in self._gone:
             return
-        key = object_key(crd, obj)
+        key = key_of(crd, obj)
         old = self._objects.get(key)
         if old is not None and old["metadata"]["uid"] == obj["metadata"]["uid"] \
                 and resource_version(old) >= resource_version(obj):
@@ -314,16 +316,16 @@ class KubeDriver(Driver):
         obj.setdefault("apiVersion", crd.api_version)
         obj.setdefault("kind", crd.kind)
         self._objects[key] = obj
-        self._notify(crd, key, old, obj)
+        self._changed(crd, key, old, obj)
 
     def _forget(self, crd: CRD, obj: JSON) -> None:
         """The object is gone from the API server."""
         self._gone.add(obj["metadata"]["uid"])
-        key = object_key(crd, obj)
+        key = key_of(crd, obj)
         old = self._objects.get(key)
         if old is not None and old["metadata"]["uid"] == obj["metadata"]["uid"]:
             del self._objects[key]
-            self._notify(crd, key, old, None)
+            self._changed(crd, key, old, None)
 
     def _apply_event(self, event: _WatchEvent) -> None:
         crd = self._crd_of_kind(event.kind)
@@ -341,7 +343,8 @@ class KubeDriver(Driver):
             assert event.obj is not None
             self._ingest(crd, event.obj)
 
-    def _drain(self) -> None:
+    def refresh(self) -> None:
+        """Apply every watch event that arrived."""
         while True:
             try:
                 event = self._events.get_nowait()
@@ -349,17 +352,13 @@ class KubeDriver(Driver):
                 return
             self._apply_event(event)
 
-    def _promote_due(self) -> None:
-        self._drain()
-        super()._promote_due()
-
-    def _idle(self, when: float) -> None:
-        """Wait until ``when``, until a watch event makes work due, or at most IDLE_POLL
+    def idle(self, until: float, has_work: Callable[[], bool]) -> None:
+        """Wait until ``until``, until a watch event makes work due, or at most IDLE_POLL
         seconds: ``run_until`` then re-checks its predicate, which may depend on something
         outside the API server (a container, a ``kubectl delete`` still waiting)."""
-        when = min(when, time.time() + IDLE_POLL)
+        until = min(until, time.time() + IDLE_POLL)
         while True:
-            remaining = when - time.time()
+            remaining = until - time.time()
             if remaining <= 0:
                 return
             try:
@@ -367,8 +366,8 @@ class KubeDriver(Driver):
             except queue.Empty:
                 return
             self._apply_event(event)
-            self._drain()
-            if any(q.ready for q in self._queues.values()):
+            self.refresh()
+            if has_work():
                 return
 
     def wait_for_cache(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -380,9 +379,14 @@ class KubeDriver(Driver):
                 raise TimeoutError("the informer cache did not catch up")
             with contextlib.suppress(queue.Empty):
                 self._apply_event(self._events.get(timeout=remaining))
-            self._drain()
+            self.refresh()
 
     # ------------------------------------------------------------------ writes (Metacontroller's)
+
+    def _put(self, path: str, body: JSON, ok: tuple[int, ...]) -> requests.Response:
+        """Every write the controller makes (a finalizer change, a status, each conflict retry)
+        is one PUT through here."""
+        return self.client.request("PUT", path, body=body, ok=ok)
 
     def _fresh(self, crd: CRD, key: ObjKey, uid: str) -> JSON | None:
         """The live object, or None when it is gone or was replaced by another uid."""
@@ -393,7 +397,7 @@ class KubeDriver(Driver):
         live.setdefault("kind", crd.kind)
         return live
 
-    def _set_finalizers(self, crd: CRD, key: ObjKey, finalizers: list[str]) -> None:
+    def set_finalizers(self, crd: CRD, key: ObjKey, finalizers: list[str]) -> None:
         """Add/remove finalizers by updating the object, retried on conflicts (AtomicUpdate)."""
         old = self._objects[key]
         before = list(old["metadata"].get("finalizers", []))
@@ -413,8 +417,7 @@ class KubeDriver(Driver):
                 return
             body = copy.deepcopy(obj)
             body["metadata"]["finalizers"] = current
-            resp = self.client.request("PUT", self.client.path(crd, key[1], key[2]), body=body,
-                                       ok=(200, 404, 409))
+            resp = self._put(self.client.path(crd, key[1], key[2]), body, ok=(200, 404, 409))
             if resp.status_code == 409:
                 obj = self._fresh(crd, key, uid)
                 continue
@@ -429,7 +432,7 @@ class KubeDriver(Driver):
             return
         raise HookError(f"finalizers of {crd.kind} {key[1]}/{key[2]}: conflicts did not end")
 
-    def _write_status(self, crd: CRD, key: ObjKey, status: JSON) -> bool:
+    def write_status(self, crd: CRD, key: ObjKey, status: JSON) -> bool:
         """Replace ``.status`` through the status subresource when it differs from the cached
         one (AtomicStatusUpdate). A 422 raises InvalidError (the sync fails, as in
         Metacontroller)."""
@@ -447,8 +450,8 @@ class KubeDriver(Driver):
                 return False
             body = copy.deepcopy(obj)
             body["status"] = copy.deepcopy(status)
-            resp = self.client.request("PUT", self.client.path(crd, key[1], key[2], "status"),
-                                       body=body, ok=(200, 404, 409, 422))
+            resp = self._put(self.client.path(crd, key[1], key[2], "status"), body,
+                             ok=(200, 404, 409, 422))
             if resp.status_code == 409:
                 obj = self._fresh(crd, key, uid)
                 continue
@@ -459,7 +462,7 @@ class KubeDriver(Driver):
             new: JSON = resp.json()
             stored = new.get("status") or {}
             self.status_writes.append(StatusWrite(crd.kind, key[1] or None, key[2],
-                                                  copy.deepcopy(stored), self.clock.now()))
+                                                  copy.deepcopy(stored), time.time()))
             if stored != status:
                 self.pruned.append(PrunedStatus(crd.kind, key[1] or None, key[2],
                                                 copy.deepcopy(status), copy.deepcopy(stored)))
@@ -469,12 +472,15 @@ class KubeDriver(Driver):
 
     # ------------------------------------------------------------------ the test's side
 
+    def _namespace(self, crd: CRD, namespace: str | None) -> str | None:
+        return (namespace or "default") if crd.namespaced else None
+
     def apply(self, obj: JSON) -> JSON:
         """Create or update through server-side apply (spec, labels, annotations from ``obj``);
         the answer is in the cache when this returns."""
-        crd = self._crd(obj.get("kind", ""))
+        crd = find_crd(self.crds, obj.get("kind", ""))
         meta = obj.get("metadata") or {}
-        namespace = (meta.get("namespace") or "default") if crd.namespaced else None
+        namespace = self._namespace(crd, meta.get("namespace"))
         body = copy.deepcopy(obj)
         if namespace:
             body["metadata"]["namespace"] = namespace
@@ -491,8 +497,8 @@ class KubeDriver(Driver):
     def set_status(self, kind: str, name: str, status: JSON,
                    namespace: str | None = None) -> JSON:
         """Replace ``.status`` as another actor would (from a fresh GET)."""
-        crd = self._crd(kind)
-        ns = (namespace or "default") if crd.namespaced else None
+        crd = find_crd(self.crds, kind)
+        ns = self._namespace(crd, namespace)
         live = self.client.get(crd, name, ns)
         if live is None:
             raise KeyError(f"{crd.kind} {ns}/{name} not found")
@@ -504,8 +510,8 @@ class KubeDriver(Driver):
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
         """DELETE on the API server (``deletionTimestamp`` while finalizers remain)."""
-        crd = self._crd(kind)
-        ns = (namespace or "default") if crd.namespaced else None
+        crd = find_crd(self.crds, kind)
+        ns = self._namespace(crd, namespace)
         resp = self.client.request("DELETE", self.client.path(crd, ns, name), ok=(200, 202, 404))
         if resp.status_code == 404:
             raise KeyError(f"{crd.kind} {ns}/{name} not found")
@@ -517,13 +523,36 @@ class KubeDriver(Driver):
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         """The live object from the API server (not the cache), or None."""
-        crd = self._crd(kind)
-        return self.client.get(crd, name, (namespace or "default") if crd.namespaced else None)
+        crd = find_crd(self.crds, kind)
+        return self.client.get(crd, name, self._namespace(crd, namespace))
 
     def objects(self, kind: str) -> list[JSON]:
         """Every live object of the kind, from the API server."""
-        return self.client.list(self._crd(kind))[0]
+        return self.client.list(find_crd(self.crds, kind))[0]
+
+
+class KubeDriver(Driver):
+    """See the module docstring. Use as a context manager (it starts threads)."""
+
+    def __init__(self, hooks_base_url: str, api: CrdApiServer, *,
+                 hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
+                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None) -> None:
+        self.api = api
+        self.kube = ApiServerStore(api, load_crds(crds_dir))
+        super().__init__(hooks_base_url, clock=RealClock(), hook_timeout=hook_timeout,
+                         manifests_dir=manifests_dir, session=session, store=self.kube)
+        self.client = self.kube.client
+        self.pruned = self.kube.pruned
+
+    def __enter__(self) -> KubeDriver:
+        return self
+
+    def wait_for_cache(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Apply watch events until ``predicate()`` holds (e.g. a ``kubectl apply`` was seen)."""
+        self.kube.wait_for_cache(predicate, timeout)
 
     def cached(self, kind: str, name: str, namespace: str | None = None) -> JSON | None:
         """The informer cache's copy (what the next sync will send to the hooks)."""
-        return Driver.get(self, kind, name, namespace)
+        crd = find_crd(self.crds, kind)
+        obj = self.kube.cached(object_key(crd, name, namespace))
+        return copy.deepcopy(obj) if obj is not None else None

@@ -17,8 +17,8 @@ from pathlib import Path
 import docker
 import pytest
 
+from testbed.procs import ServerProcess, start_server
 from tests.support.faults import GatedRelay
-from tests.support.procs import ServerProcess, start_server
 
 REGISTRY_BINARY = "docker-registry"
 

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 import urllib3
 
-# Variables that make `requests` ignore an explicit CA (DESIGN.md §6): a server under test that
+# Variables that make `requests` ignore an explicit CA (docs/design.md §3): a server under test that
 # talks TLS must not inherit them.
 DROPPED_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 

@@ -1,7 +1,7 @@
 """An Orion-LD test double: a real HTTP server on loopback that answers like Orion-LD does.
 
-No NGSI-LD broker can be installed here (DESIGN.md §5), so tests talk to this double instead.
-It reproduces the behaviour listed in DESIGN.md §5, as observed in Orion-LD's own functional
+No NGSI-LD broker can be installed here (docs/design.md §2), so tests talk to this double instead.
+It reproduces the behaviour listed in docs/design.md §2, as observed in Orion-LD's own functional
 tests (FIWARE/context.Orion-LD, test/functionalTest/cases/0000_ngsild, run with -experimental
 as aerOS does), response bodies included:
 

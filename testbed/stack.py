@@ -2,8 +2,8 @@
 
 Real parts: the hooks under gunicorn (`python -m hooks`), one `ieapi` gunicorn process per IE
 over the session's private dockerd, and the project's CompositeControllers driven by the
-Metacontroller-faithful driver (tests/support/metacontroller.py). Doubles only where no real
-server can exist here: Metacontroller (the driver) and Orion-LD (tests/support/orion.py).
+Metacontroller-faithful driver (testbed/metacontroller.py). Doubles only where no real
+server can exist here: Metacontroller (the driver) and Orion-LD (testbed/orion.py).
 
 Several IEs share one dockerd: each `ieapi` gets its own instance id (the managed-by label) and
 container prefix, so each sees only its own containers, exactly as on separate machines.
@@ -19,10 +19,10 @@ from typing import Any
 
 import docker
 
-from tests.support.dockerd import remove_managed
-from tests.support.metacontroller import Clock, Driver
-from tests.support.orion import OrionDouble
-from tests.support.procs import ServerProcess, free_port, python_module_argv, start_server
+from testbed.dockerd import remove_managed
+from testbed.metacontroller import Clock, Driver
+from testbed.orion import OrionDouble
+from testbed.procs import ServerProcess, free_port, python_module_argv, start_server
 
 JSON = dict[str, Any]
 GROUP_VERSION = "llo.aeros-project.eu/v1alpha1"
