@@ -120,6 +120,13 @@ class Hub:
                  "--log-facility=-"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=(self.workdir / "dnsmasq.log").open("ab"), start_new_session=True)
+            # dnsmasq writes its pid file once its signal handlers are set: a SIGHUP (new
+            # names) before that would kill it.
+            deadline = time.monotonic() + 10
+            while not (self.workdir / "dnsmasq.pid").exists():
+                if time.monotonic() > deadline or self._dns.poll() is not None:
+                    raise RuntimeError("the hub's dnsmasq did not start")
+                time.sleep(0.05)
         except BaseException:
             self.stop()
             raise
@@ -134,10 +141,11 @@ class Hub:
                        check=True, capture_output=True, timeout=10)
         self.names[name] = ip
         self.hosts_file.write_text("".join(f"{a} {n}\n" for n, a in self.names.items()))
-        if self._dns is not None and self._dns.poll() is None:
-            # dnsmasq re-reads --addn-hosts on SIGHUP; it runs under `ip netns exec`, which
-            # execs it, so the PID is dnsmasq's own.
-            os.kill(self._dns.pid, signal.SIGHUP)
+        if self._dns is None or self._dns.poll() is not None:
+            raise RuntimeError("the hub's dnsmasq is not running")
+        # dnsmasq re-reads --addn-hosts on SIGHUP; it runs under `ip netns exec`, which execs
+        # it, so the PID is dnsmasq's own.
+        os.kill(self._dns.pid, signal.SIGHUP)
         return {"internalIp": ip, "dns": self.address, "publicKey": self.public_key,
                 "privateKey": private, "endpoint": self.endpoint,
                 "allowedIps": str(self.subnet), **extra}
