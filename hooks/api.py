@@ -64,10 +64,10 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
 
 @bp.before_request
 def _authenticate() -> Response | None:
-    """Optional shared secret (LLO_HOOK_SECRET_FILE): `Authorization: Bearer <secret>`, or
-    HTTP Basic with the secret as password. Metacontroller cannot add headers to its webhook
-    calls, but Go's HTTP client turns a URL's userinfo (`http://llo:<secret>@host/scd/sync`)
-    into a Basic header and strips the password from its error messages and events."""
+    """Shared secret (LLO_HOOK_SECRET_FILE; the shipped Deployment sets it): `Authorization:
+    Bearer <secret>`, which Metacontroller v4.16+ sends from the Secret its CompositeControllers'
+    `webhook.authorization` names. HTTP Basic with the secret as password (`webhook.basicAuth`)
+    is accepted too."""
     secret = _ctx().secret
     if secret is None or request.endpoint == "hooks.healthz":
         return None

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
-from hooks.errors import HookError, PermanentError, TemporaryError
+from hooks.errors import PeerError, PermanentError, TemporaryError
 from hooks.http import Deadline, Suspects, pooled_session, send
 from hooks.reasons import Reason
 from hooks.resources import DIE, Placement
@@ -172,7 +172,7 @@ def _error_code(response: requests.Response) -> ErrorCode | None:
         return None
 
 
-def _error(response: requests.Response, what: str) -> HookError:
+def _error(response: requests.Response, what: str) -> PeerError:
     """Classify an error answer, using the IE's ErrorBody when it sent one."""
     status = response.status_code
     code: ErrorCode | None = None

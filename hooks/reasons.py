@@ -69,6 +69,7 @@ class Reason(StrEnum):
     BROKER_ERROR = "BrokerError"            # the broker answered 5xx
     BROKER_REJECTED = "BrokerRejected"      # the broker answered another 4xx
     ENTITY_NOT_FOUND = "EntityNotFound"     # no ServiceComponent entity with that id
+    ENTITY_AMBIGUOUS = "EntityAmbiguous"    # several entities match the instance label
     NO_ENTITY_ID = "NoEntityId"             # no entity-id annotation, no instance label
 
     # ---- deletion of an SCD

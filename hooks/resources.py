@@ -203,6 +203,20 @@ class ContainerInfo(_Model):
     overlay: OverlayInfo | None = None
 
 
+class FailureInfo(_Model):
+    """The container's failure as the IE reported it, shaped after a Pod's
+    `state.terminated` with `terminationMessagePolicy: FallbackToLogsOnError`: exit code, time
+    and the end of its output (ieapi.tail: at most 80 lines and 2,048 bytes, newest kept).
+    Present while the container has failed (exited non-zero, restarting, dead); gone once it
+    runs again."""
+
+    exit_code: int | None = None
+    finished_at: str | None = None
+    restart_count: int = 0
+    last_output: str = ""
+    last_output_truncated: bool = False
+
+
 class PullInfo(_Model):
     layers_total: int = 0
     layers_done: int = 0
@@ -211,8 +225,18 @@ class PullInfo(_Model):
     message: str = ""
 
 
+class EntitySource(StrEnum):
+    """How status.broker.entityId was found (hooks/brokerstatus.py `entity_target`)."""
+
+    ANNOTATION = "Annotation"  # the exact annotation llo.aeros-project.eu/entity-id
+    LABEL = "Label"            # decoded from the instance label; the broker accepted a write
+    QUERY = "Query"            # the one entity an idPattern query for the label found
+
+
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    entity_source: EntitySource | None = Field(
+        default=None, description="How entityId was found; unset while it is only a guess")
     desired: str | None = Field(
         default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(
@@ -221,27 +245,28 @@ class BrokerInfo(_Model):
     message: str = ""
 
 
+class Names(_Model):
+    """The SCD's names on its IE (hooks/names.py): equal to the SCD name when they fit."""
+
+    container: str = Field(description="Container name on the IE, without the IE's prefix")
+    alias: str = Field(description="DNS name of the component on its service network")
+
+
 class SCDStatus(_Model):
     phase: Phase = Phase.PENDING
     reason: str = ""
     message: str = ""
     ie: str | None = Field(default=None, description="IE hostname running the container")
+    names: Names | None = None
     placement: Placement | None = None
     migration: Migration | None = None
     pending_cleanups: list[Cleanup] = Field(default_factory=list)
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None
     pull: PullInfo | None = None
     broker: BrokerInfo | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
-
-
-class SCD(_Model):
-    api_version: str = API_VERSION
-    kind: str = SCD_KIND
-    metadata: ObjectMeta
-    spec: SCDSpec
-    status: SCDStatus | None = None
 
 
 # ------------------------------------------------------------------ DockerInfrastructureElement

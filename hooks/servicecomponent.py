@@ -1,6 +1,6 @@
 """ServiceComponentDocker decisions, free of I/O: plan → (the I/O layer acts) → report.
 
-`plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
+`sync_plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
 `assess()` turns what the IEs answered into the phase (and so the broker value), and `report()`
 builds the new status and resyncAfterSeconds. Deletion is `hooks.teardown`; what the broker
 part of the status says is `hooks.brokerstatus`. The rules are docs/architecture.md "Hooks: the
@@ -10,6 +10,7 @@ an IE that the *old* status already names: a new IE is first recorded (intent), 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from hooks import conditions as cond
+from hooks import names
 from hooks.brokerstatus import BROKER_VALUE, broker_report
 from hooks.errors import Failure
 from hooks.observations import (
@@ -42,7 +44,9 @@ from hooks.resources import (
     Cleanup,
     ConditionStatus,
     ContainerInfo,
+    FailureInfo,
     Migration,
+    Names,
     OverlayInfo,
     Phase,
     Placement,
@@ -55,6 +59,7 @@ from hooks.resources import (
 from hooks.resync import Pace
 from hooks.resync import seconds as pace_seconds
 from hooks.settings import Settings
+from ieapi import tail
 from ieapi.contract import (
     ContainerSpec,
     ContainerState,
@@ -86,8 +91,14 @@ OVERLAY_INPUT_REASONS = {
 
 
 def container_name(scd: SCDObject) -> str:
-    """`<namespace>.<name>`: a namespace has no dot, so the IE can split it (architecture.md)."""
-    return f"{scd.namespace}.{scd.metadata.name}"
+    """`<namespace>.<name>`, cut with a hash when too long (hooks/names.py)."""
+    return names.container_key(scd.namespace, scd.metadata.name)
+
+
+def ie_names(scd: SCDObject) -> Names:
+    """What status.names shows: the container name and the DNS alias on the IE."""
+    return Names(container=container_name(scd),
+                 alias=names.dns_alias(scd.namespace, scd.metadata.name))
 
 
 def build_container_spec(scd: SCDObject) -> ContainerSpec:
@@ -105,7 +116,8 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             image=spec.image, registry_auth=spec.image_registry, ports=spec.ports,
             expose_ports=spec.expose_ports, env_vars=spec.env_vars, cli_args=spec.cli_args,
             privileged=spec.privileged, is_job=spec.is_job,
-            service=labels.get(LABEL_PART_OF) or None, alias=scd.metadata.name,
+            service=labels.get(LABEL_PART_OF) or None,
+            alias=names.dns_alias(scd.namespace, scd.metadata.name),
             component=labels.get(LABEL_INSTANCE) or None,
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
@@ -174,7 +186,7 @@ class Stage(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class SyncPlan:
     stage: Stage
     gate: Gate | None
     placement: Placement | None
@@ -203,7 +215,7 @@ def _refreshed(recorded: Placement, current: Placement | None) -> Placement:
     return current
 
 
-def plan(scd: SCDObject, die: DIE | None) -> Plan:
+def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
     """Decide the IE calls of one sync. `die` is the related DIE named by selectedIE."""
     old = scd.status
     placement = old.placement
@@ -250,7 +262,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             if g.existing_ok:
                 placement = _refreshed(placement, g.target)
                 stage = Stage.PLACED
-                actions.append(Action(ActionKind.ENSURE, placement, spec))
+                actions.append(Action(ActionKind.ENSURE, placement))
             else:
                 stage = Stage.PLACED_GATE_CLOSED
         else:
@@ -267,7 +279,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
                 if g.existing_ok:
                     migration = _refreshed(migration, g.target)
                     stage = Stage.MIGRATING
-                    actions.append(Action(ActionKind.ENSURE, migration, spec))
+                    actions.append(Action(ActionKind.ENSURE, migration))
                 else:
                     stage = Stage.MIGRATION_BLOCKED
             elif g.open:
@@ -287,10 +299,9 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             continue
         kept.append(c)
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
-    return Plan(stage=stage, gate=g, placement=placement, migration=migration,
-                cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
-                spec_reason=spec_reason,
-                abandoned=tuple(abandoned))
+    return SyncPlan(stage=stage, gate=g, placement=placement, migration=migration,
+                    cleanups=tuple(kept), actions=tuple(actions), spec=spec,
+                    spec_error=spec_error, abandoned=tuple(abandoned), spec_reason=spec_reason)
 
 
 # =========================================================================== assess
@@ -310,7 +321,19 @@ class Verdict:
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
     pull: PullInfo | None = None
+    failure: FailureInfo | None = None
     overlay: tuple[ConditionStatus, Reason, str] | None = None  # OverlayReady, when it has one
+
+
+def _failure(c: ContainerStatus) -> FailureInfo | None:
+    """The failure the IE reported with the tail of its output (ieapi.observe.is_failure), cut
+    again by the same rule: the IE API's answer is not trusted to be small."""
+    if c.last_output is None:
+        return None
+    cut = tail.bound(c.last_output.text, more_before=c.last_output.truncated)
+    return FailureInfo(exit_code=c.exit_code, finished_at=c.finished_at,
+                       restart_count=c.restart_count, last_output=cut.text,
+                       last_output_truncated=cut.truncated)
 
 
 def _info(c: ContainerStatus) -> ContainerInfo:
@@ -391,6 +414,13 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
     if c is None:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
                        f"IE {ie!r} has no such container", ConditionStatus.FALSE, Pace.ERROR)
+    v = _verdict_of_state(c, is_job, ie, overlay_wanted)
+    failure = _failure(c)
+    return dataclasses.replace(v, failure=failure) if failure is not None else v
+
+
+def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str,
+                      overlay_wanted: bool) -> Verdict:
     info = _info(c)
     false = ConditionStatus.FALSE
     s = c.state
@@ -463,6 +493,7 @@ class Assessment:
     migration: Placement | None = None
     promoted_from: Placement | None = None  # old placement, when a migration completed just now
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None  # of `container`
     pull: PullInfo | None = None
     ie_ready: tuple[ConditionStatus, Reason, str] | None = None
     migrated: tuple[ConditionStatus, Reason, str] | None = None
@@ -483,13 +514,13 @@ def index(observations: Iterable[Observation]) -> dict[tuple[str, str], Observat
     return {o.key: o for o in observations}
 
 
-def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> Assessment:
+def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) -> Assessment:
     """Phase, container and conditions (but cleanups/broker) from the placement calls."""
     obs = index(observations)
     is_job = scd.spec.is_job if scd.spec is not None else False
-    wanted = plan_.spec is not None and plan_.spec.network_overlay is not None
-    g = plan_.gate
-    p, m = plan_.placement, plan_.migration
+    wanted = plan.spec is not None and plan.spec.network_overlay is not None
+    g = plan.gate
+    p, m = plan.placement, plan.migration
 
     def ie_cond(v: Verdict) -> tuple[ConditionStatus, Reason, str]:
         if v.ie_failure is not None:
@@ -497,9 +528,9 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         assert g is not None
         return (ConditionStatus.TRUE, g.reason, g.message)
 
-    if plan_.stage is Stage.INVALID_SPEC:
-        msg = plan_.spec_error or "invalid spec"
-        why = plan_.spec_reason
+    if plan.stage is Stage.INVALID_SPEC:
+        msg = plan.spec_error or "invalid spec"
+        why = plan.spec_reason
         return Assessment(phase=Phase.FAILED, reason=why, message=msg,
                           placement=p, migration=m,
                           container_ready=(ConditionStatus.FALSE, why, msg),
@@ -510,70 +541,74 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
 
-    if plan_.stage is Stage.NOT_PLACED:
+    if plan.stage is Stage.NOT_PLACED:
         return Assessment(phase=Phase.PENDING, reason=g.reason, message=g.message,
                           ie_ready=gate_false,
                           container_ready=(ConditionStatus.FALSE, Reason.NOT_PLACED,
                                            "no container yet: " + g.message),
                           pace=gate_pace, backoff_condition=READY)
     assert p is not None
-    if plan_.stage is Stage.PLACEMENT_INTENT:
+    if plan.stage is Stage.PLACEMENT_INTENT:
         msg = f"placing on IE {p.ie!r}"
         return Assessment(phase=Phase.DEPLOYING, reason=Reason.PLACEMENT_RECORDED, message=msg,
                           placement=p, ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=(ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED,
                                            msg),
                           pace=Pace.INTENT, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED_GATE_CLOSED:
+    if plan.stage is Stage.PLACED_GATE_CLOSED:
         return Assessment(phase=Phase.UNKNOWN, reason=g.reason, message=g.message,
                           placement=p, container=UNKNOWN_CONTAINER, ie_ready=gate_false,
                           container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
                           pace=gate_pace, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED:
-        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job,
-                       wanted)
+    if plan.stage is Stage.PLACED:
+        v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job, wanted)
         return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
-                          container=v.container, pull=v.pull, ie_ready=ie_cond(v),
+                          container=v.container, failure=v.failure, pull=v.pull,
+                          ie_ready=ie_cond(v),
                           container_ready=(v.ready, v.reason, v.message), pace=v.pace,
                           backoff_condition=READY, overlay_ready=v.overlay)
 
     # ---- migration stages: the old container keeps serving and is only observed
-    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
+    old = verdict_of(_observation(obs, plan.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
     old_ready = (old.ready, old.reason, old.message)
     selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
     moving = f"moving from IE {p.ie!r} to IE {selected!r}"
     # The old IE failing to answer hurries the pace; its health alone does not (a target that
     # fails permanently is retried at the permanent pace, not on every steady resync).
     old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
-    if plan_.stage is Stage.MIGRATION_INTENT:
+    if plan.stage is Stage.MIGRATION_INTENT:
         return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
                           message=moving, placement=p, migration=m, container=old.container,
+                          failure=old.failure,
                           ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
                           pace=Pace.INTENT, backoff_condition=MIGRATED,
                           overlay_ready=old.overlay)
-    if plan_.stage is Stage.MIGRATION_BLOCKED:
+    if plan.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
-                          migration=m, container=old.container, ie_ready=gate_false,
+                          migration=m, container=old.container, failure=old.failure,
+                          ie_ready=gate_false,
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, g.reason, msg),
                           pace=min(gate_pace, old_pace), backoff_condition=MIGRATED,
                           overlay_ready=old.overlay)
     assert m is not None
-    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
+    new = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(phase=new.phase, reason=new.reason, message=new.message,
                           placement=m, promoted_from=p,  # the old container: a new cleanup
-                          container=new.container, pull=new.pull, ie_ready=ie_cond(new),
+                          container=new.container, failure=new.failure, pull=new.pull,
+                          ie_ready=ie_cond(new),
                           container_ready=(new.ready, new.reason, new.message),
                           migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
                           pace=Pace.INTENT, backoff_condition=READY, overlay_ready=new.overlay)
     msg = f"{moving}: {new.message}"
     return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
-                      migration=m, container=old.container, pull=new.pull, ie_ready=ie_cond(new),
+                      migration=m, container=old.container, failure=old.failure, pull=new.pull,
+                      ie_ready=ie_cond(new),
                       container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
                       pace=min(new.pace, old_pace), backoff_condition=MIGRATED,
                       overlay_ready=old.overlay)
@@ -583,7 +618,7 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SCDReport:
     status: SCDStatus
     resync_after_seconds: float
     finalized: bool = False
@@ -601,8 +636,16 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
-           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
+def _failure_to_report(old: FailureInfo | None, a: Assessment) -> FailureInfo | None:
+    """What the IE said now; the last known failure while the container cannot be asked (the
+    container did not run again, we just cannot see it)."""
+    if a.container is not None and a.container.state == UNKNOWN_CONTAINER.state:
+        return old
+    return a.failure
+
+
+def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence[Observation],
+           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> SCDReport:
     """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
     one whose broker value was sent) and every observation (cleanups included). Deterministic:
     `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
@@ -614,7 +657,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     # ---- cleanups: confirmed deletes leave the list; a completed migration adds the old IE
     failures: dict[str, Failure] = {}
     remaining: list[Cleanup] = []
-    for c in plan_.cleanups:
+    for c in plan.cleanups:
         o = obs.get((ActionKind.DELETE.value, c.ie))
         if o is not None and o.confirmed_gone:
             continue
@@ -624,7 +667,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     if a.promoted_from is not None:
         remaining.append(as_cleanup(a.promoted_from, Reason.MIGRATION_COMPLETED))
     cleanup_pace = Pace.STEADY
-    if remaining or plan_.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
+    if remaining or plan.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
         if remaining:
             cs.set(CLEANED_UP, (ConditionStatus.FALSE, Reason.CLEANUP_PENDING,
                                 _cleanup_message(remaining, failures)))
@@ -639,7 +682,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     cs.set(CONTAINER_READY, a.container_ready)
     if a.overlay_ready is not None:
         cs.set(OVERLAY_READY, a.overlay_ready)
-    elif plan_.spec is not None and plan_.spec.network_overlay is not None:
+    elif plan.spec is not None and plan.spec.network_overlay is not None:
         if a.phase is Phase.UNKNOWN:
             cs.carry(OVERLAY_READY)  # the IE could not be asked: no news about the overlay
         else:
@@ -650,7 +693,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
                    else a.reason, a.message))
     if a.migrated is not None:
         cs.set(MIGRATED, a.migrated)
-    elif plan_.abandoned:
+    elif plan.abandoned:
         cs.set(MIGRATED, (ConditionStatus.TRUE, Reason.MIGRATION_ABANDONED,
                           "selectedIE is back on the IE the container runs on"))
     else:
@@ -662,10 +705,11 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
 
     status = SCDStatus(
         phase=a.phase, reason=str(a.reason), message=a.message,
-        ie=a.placement.ie if a.placement else None,
+        ie=a.placement.ie if a.placement else None, names=ie_names(scd),
         placement=a.placement,
         migration=Migration(to=a.migration) if a.migration else None,
-        pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,
+        pending_cleanups=remaining, container=a.container,
+        failure=_failure_to_report(old.failure, a), pull=a.pull, broker=b.info,
         conditions=cs.result())
     # The container decides the pace; cleanups and the broker only hurry it when they have
     # work left (a permanent broker problem must not turn a failed job into a fast loop).
@@ -673,6 +717,6 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     for pace, type_ in ((cleanup_pace, CLEANED_UP), (b.pace, BROKER_SYNCED)):
         if pace in (Pace.INTENT, Pace.CONVERGING, Pace.ERROR):
             resync = min(resync, pace_seconds(pace, settings, error_elapsed=cs.elapsed(type_)))
-    return Outcome(status=status, resync_after_seconds=resync)
+    return SCDReport(status=status, resync_after_seconds=resync)
 
 

@@ -7,7 +7,11 @@ there is one; foreseeable failures never become a blanket 500.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import BaseModel, ValidationError
@@ -18,16 +22,25 @@ from ieapi import openapi
 from ieapi.auth import TokenSource
 from ieapi.contract import (
     API_VERSION,
+    LOGS_CONTENT_TYPE,
     ContainerList,
     ContainerSpec,
     DeleteResult,
     ErrorBody,
     ErrorCode,
+    LogsQuery,
     dump,
     is_valid_container_name,
 )
 from ieapi.engine import Engine
-from ieapi.errors import DockerUnavailableError, IEApiError, InvalidRequestError, UnauthorizedError
+from ieapi.errors import (
+    DockerUnavailableError,
+    IEApiError,
+    InvalidRequestError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from ieapi.logstream import LogStream, client_gone_probe
 from ieapi.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +59,11 @@ class Runtime:
     settings: Settings
     engine: Engine
     tokens: TokenSource
+    log_streams: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log_streams",
+                           threading.BoundedSemaphore(self.settings.logs_max_streams))
 
 
 def runtime() -> Runtime:
@@ -116,7 +134,88 @@ def delete_container(name: str) -> tuple[Response, int]:
     return _json(DeleteResult(name=name, deleted=runtime().engine.delete(name)))
 
 
+@blueprint.get(f"/{API_VERSION}/containers/<name>/logs")
+def container_logs(name: str) -> Response:
+    """The container's output as Docker keeps it (stdout and stderr interleaved, the bytes
+    unchanged), bounded by IEAPI_LOGS_MAX_TAIL_LINES and IEAPI_LOGS_MAX_BYTES; with
+    `follow=true` a chunked stream (ieapi.logstream says how it ends)."""
+    _check_name(name)
+    rt = runtime()
+    query = _parse_logs_query(rt.settings)
+    if not rt.log_streams.acquire(blocking=False):
+        raise TooManyRequestsError(
+            f"{rt.settings.logs_max_streams} logs answers are streaming already "
+            "(IEAPI_LOGS_MAX_STREAMS); retry later")
+    try:
+        source = rt.engine.logs(
+            name, tail_lines=query.tail if query.tail is not None
+            else rt.settings.logs_max_tail_lines,
+            since=_since_timestamp(query.since), timestamps=query.timestamps,
+            follow=query.follow)
+    except BaseException:
+        rt.log_streams.release()
+        raise
+    body = LogStream(source, limit_bytes=query.limit_bytes or rt.settings.logs_max_bytes,
+                     client_gone=client_gone_probe(request.environ),
+                     on_close=rt.log_streams.release, what=f"logs of {name}")
+    response = Response(body, status=200, mimetype=LOGS_CONTENT_TYPE, direct_passthrough=True)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 # --------------------------------------------------------------------------- input
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+_DURATION = re.compile(r"^(\d+)([smh])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _parse_logs_query(settings: Settings) -> LogsQuery:
+    """The query string as a LogsQuery, bounded by the settings; 400 naming the parameter."""
+    raw: dict[str, object] = {}
+    for key, value in request.args.items():
+        if key in ("timestamps", "follow"):
+            lowered = value.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise InvalidRequestError(f"{key}: expected true or false", field=key)
+            raw[key] = lowered in _TRUE
+        else:
+            raw[key] = value
+    try:
+        query = LogsQuery.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_request_from(exc) from exc
+    if query.tail is not None and query.tail > settings.logs_max_tail_lines:
+        raise InvalidRequestError(
+            f"tail: at most {settings.logs_max_tail_lines} lines (IEAPI_LOGS_MAX_TAIL_LINES)",
+            field="tail")
+    if query.limit_bytes is not None and query.limit_bytes > settings.logs_max_bytes:
+        raise InvalidRequestError(
+            f"limitBytes: at most {settings.logs_max_bytes} (IEAPI_LOGS_MAX_BYTES)",
+            field="limitBytes")
+    return query
+
+
+def _since_timestamp(since: str | None) -> float | None:
+    """`since` (LOGS_SINCE_PATTERN) as a Unix time for Docker."""
+    if since is None:
+        return None
+    duration = _DURATION.fullmatch(since)
+    if duration is not None:
+        return max(time.time() - int(duration.group(1)) * _SECONDS[duration.group(2)], 1.0)
+    whole, dot, rest = since.partition(".")
+    if dot:  # Python reads at most 6 fraction digits; Docker prints 9
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        rest = digits[:6] + rest[len(digits):]
+        since = f"{whole}.{rest}"
+    try:
+        return max(datetime.fromisoformat(since).timestamp(), 1.0)
+    except ValueError as exc:
+        raise InvalidRequestError(f"since: not a valid time: {exc}", field="since") from exc
+
+
+# --------------------------------------------------------------------------- input (bodies)
 
 
 def _check_name(name: str) -> None:
@@ -167,7 +266,7 @@ def _on_api_error(error: IEApiError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = 'Bearer realm="ieapi"'
-    if isinstance(error, DockerUnavailableError):
+    if isinstance(error, DockerUnavailableError | TooManyRequestsError):
         headers["Retry-After"] = _RETRY_AFTER_SECONDS
     if error.http_status >= 500:
         log.warning("%s %s: %s", request.method, request.path, error.message)

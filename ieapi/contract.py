@@ -30,9 +30,15 @@ from pydantic.alias_generators import to_camel
 API_VERSION = "v1"
 
 # What Docker accepts as a container name (daemon/names.go), kept shorter so that the
-# configured prefix still fits. The same rule serves as the network alias (the CR name).
-CONTAINER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,199}$"
+# configured prefix still fits.
+CONTAINER_NAME_MAX_LENGTH = 200
+CONTAINER_NAME_PATTERN = rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{CONTAINER_NAME_MAX_LENGTH - 1}}}$"
 _CONTAINER_NAME_RE = re.compile(CONTAINER_NAME_PATTERN)
+# A network alias is a DNS name: dot-separated labels of at most 63 characters, 253 in all
+# (Docker's embedded DNS answers for the whole dotted name). The hooks send the CR name when it
+# fits, else one derived from it (hooks/names.py).
+DNS_NAME_MAX_LENGTH = 253
+DNS_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}(\.[a-zA-Z0-9_-]{1,63})*$"
 
 # Labels on every container and network the IE API creates. It never touches a container
 # without LABEL_MANAGED set to its own instance id.
@@ -50,7 +56,8 @@ LABEL_COMPONENT = "app.kubernetes.io/instance"
 LABEL_OVERLAY_ADDRESS = f"{LABEL_PREFIX}/overlay-address"
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
+DnsName = Annotated[str, StringConstraints(max_length=DNS_NAME_MAX_LENGTH,
+                                           pattern=DNS_NAME_PATTERN)]
 
 
 def is_valid_container_name(name: str) -> bool:
@@ -183,8 +190,9 @@ class ContainerSpec(_Request):
         default=None, max_length=200,
         description="Service id (label app.kubernetes.io/part-of). Containers of one service "
         "share a network on which each is reachable by its alias.")
-    alias: ContainerName | None = Field(
-        default=None, description="DNS name on the service network: the CR name.")
+    alias: DnsName | None = Field(
+        default=None, description="DNS name on the service network: the CR name when DNS can "
+        "carry it (labels of at most 63 characters), else one derived from it.")
     component: str | None = Field(default=None, max_length=253,
                                   description="ServiceComponent id, written to a label")
     owner: Owner = Field(default_factory=Owner)
@@ -282,6 +290,14 @@ class PublishedPort(_Wire):
     host_port: int | None = None
 
 
+class LastOutput(_Wire):
+    """The end of a failed container's output (ieapi.tail: at most 80 lines and 2,048 bytes,
+    the newest kept, cleaned to printable UTF-8)."""
+
+    text: str = Field(description="Last lines of stdout and stderr, interleaved")
+    truncated: bool = Field(description="True when older output was left out")
+
+
 class ContainerStatus(_Wire):
     """Body of `GET`/`PUT /v1/containers/{name}`: what the IE observed."""
 
@@ -304,6 +320,9 @@ class ContainerStatus(_Wire):
     is_job: bool = False
     overlay: OverlayStatus | None = Field(
         default=None, description="Present when the container has a networkOverlay")
+    last_output: LastOutput | None = Field(
+        default=None, description="Only while the container has failed: exited with a non-zero "
+        "code, restarting after such an exit, or dead. Not in list answers.")
 
 
 class ContainerList(_Wire):
@@ -333,6 +352,32 @@ class IEInfo(_Wire):
                            "userspace (wireguard-go) or none")
 
 
+LOGS_CONTENT_TYPE = "text/plain"
+# A duration before now (`90s`, `5m`, `2h`) or an RFC 3339 time.
+LOGS_SINCE_PATTERN = (r"^(\d{1,9}[smh]|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?"
+                      r"(Z|[+-]\d\d:\d\d))$")
+
+
+class LogsQuery(_Request):
+    """Query of `GET /v1/containers/{name}/logs`. The server bounds `tail` and `limitBytes`
+    (IEAPI_LOGS_MAX_TAIL_LINES, IEAPI_LOGS_MAX_BYTES) and answers 400 above them."""
+
+    tail: int | None = Field(
+        default=None, ge=0, description="Lines from the end of the log (default: the server's "
+        "maximum, 10000 unless configured)")
+    since: str | None = Field(
+        default=None, max_length=64, pattern=LOGS_SINCE_PATTERN,
+        description="Only output after this point: a duration before now on the IE's clock "
+        "(`90s`, `5m`, `2h`) or an RFC 3339 time (`2026-12-01T23:00:00Z`)")
+    timestamps: bool = Field(default=False, description="Prefix every line with Docker's "
+                             "RFC 3339 timestamp")
+    follow: bool = Field(default=False, description="Keep the answer open and stream new "
+                         "output until the container stops or the client goes away")
+    limit_bytes: int | None = Field(
+        default=None, ge=1, description="End the answer after this many bytes (default: the "
+        "server's maximum, 16 MiB unless configured)")
+
+
 class ErrorCode(StrEnum):
     INVALID_REQUEST = "InvalidRequest"
     UNAUTHORIZED = "Unauthorized"
@@ -342,6 +387,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "Conflict"
     PORT_IN_USE = "PortInUse"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    TOO_MANY_REQUESTS = "TooManyRequests"
     DOCKER_UNAVAILABLE = "DockerUnavailable"
     DOCKER_ERROR = "DockerError"
     INTERNAL = "Internal"

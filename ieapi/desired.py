@@ -87,7 +87,7 @@ class DesiredContainer:
         return {"Name": "no"} if self.is_job else {"Name": "on-failure", "MaximumRetryCount": 0}
 
 
-def plan(name: str, spec: ContainerSpec, settings: Settings) -> DesiredContainer:
+def desired_container(name: str, spec: ContainerSpec, settings: Settings) -> DesiredContainer:
     """Validate what pydantic cannot and translate the spec; raises InvalidRequestError/403."""
     if spec.privileged and not settings.allow_privileged:
         raise PrivilegedNotAllowedError(

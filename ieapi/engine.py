@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import docker.tls
 
-from ieapi import observe
+from ieapi import observe, tail
 from ieapi.contract import (
     LABEL_MANAGED,
     LABEL_NAME,
@@ -38,10 +38,17 @@ from ieapi.contract import (
     ContainerState,
     ContainerStatus,
     IEInfo,
+    LastOutput,
     PullProgress,
 )
-from ieapi.desired import DesiredContainer, plan
-from ieapi.errors import ConflictError, DockerError, docker_errors, from_api_error
+from ieapi.desired import DesiredContainer, desired_container
+from ieapi.errors import (
+    ConflictError,
+    DockerError,
+    NotFoundError,
+    docker_errors,
+    from_api_error,
+)
 from ieapi.overlay import Overlays, StartWatcher
 from ieapi.overlayspec import Mode
 from ieapi.pulls import PullManager, PullPhase, PullView, pull_key
@@ -53,7 +60,7 @@ _ATTEMPTS = 5
 _RETRY_PAUSE_SECONDS = 0.05
 
 
-class Outcome(StrEnum):
+class EnsureOutcome(StrEnum):
     """How an ensure ended."""
 
     UNCHANGED = "unchanged"
@@ -65,13 +72,13 @@ class Outcome(StrEnum):
     def http_status(self) -> int:
         """201 created/replaced, 202 image pulling, else 200 (a failed pull is a reported
         state of the ensure, not an error of the request: retried after the failure TTL)."""
-        return {Outcome.CREATED: 201, Outcome.PULLING: 202}.get(self, 200)
+        return {EnsureOutcome.CREATED: 201, EnsureOutcome.PULLING: 202}.get(self, 200)
 
 
 @dataclass(frozen=True)
 class Ensured:
     status: ContainerStatus
-    outcome: Outcome
+    outcome: EnsureOutcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +102,26 @@ def _created_key(created: object) -> tuple[str, str]:
     text = str(created or "")
     whole, _, fraction = text.rstrip("Z").partition(".")
     return whole, fraction.ljust(9, "0")
+
+
+class DockerLog:
+    """Docker's log stream of one container (see ieapi.logstream.Source): iterated by one
+    thread, `close()` from any thread unblocks it, `release()` frees the connection."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream  # the docker SDK's CancellableStream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        self._stream.close()  # shuts the socket down: a blocked read returns at once
+
+    def release(self) -> None:
+        # The SDK's close() leaves the response's file open (it holds the descriptor).
+        response = getattr(self._stream, "_response", None)
+        if response is not None:
+            response.close()
 
 
 class KeyedLocks:
@@ -192,7 +219,8 @@ class Engine:
             return self._pending_status(name, pending, attrs)
         if attrs is None:
             return None
-        return self._with_overlay(observe.status_from_inspect(attrs, self._prefix), attrs)
+        return self._with_overlay(
+            self._with_last_output(observe.status_from_inspect(attrs, self._prefix)), attrs)
 
     def list_containers(self) -> list[ContainerStatus]:
         """Every managed container, plus names waiting for an image."""
@@ -212,15 +240,52 @@ class Engine:
             statuses[name] = self._pending_status(name, entry, None)
         return [statuses[name] for name in sorted(statuses)]
 
+    def logs(self, name: str, *, tail_lines: int, since: float | None, timestamps: bool,
+             follow: bool) -> DockerLog:
+        """Docker's log stream of the managed container `name` (NotFoundError otherwise)."""
+        with docker_errors():
+            attrs = self._inspect_managed(self._container_name(name))
+            if attrs is None:
+                raise NotFoundError(f"no managed container {name!r}", field="name")
+            stream = self._api.logs(attrs["Id"], stdout=True, stderr=True, stream=True,
+                                    follow=follow, tail=tail_lines, since=since,
+                                    timestamps=timestamps)
+        return DockerLog(stream)
+
+    def _with_last_output(self, status: ContainerStatus) -> ContainerStatus:
+        """`status` with the tail of its output when it failed (observe.is_failure). A log
+        that cannot be read leaves the status as it is: it is a help, not the state."""
+        if status.id is None or not observe.is_failure(status):
+            return status
+        try:
+            stream = self._api.logs(status.id, stdout=True, stderr=True, stream=True,
+                                    follow=False, tail=tail.MAX_LINES + 1)
+        except docker.errors.APIError as exc:
+            log.debug("no log of %s: %s", status.name, exc)
+            return status
+        log_stream = DockerLog(stream)
+        try:
+            found = tail.TailCollector().feed(log_stream).result()
+        except docker.errors.DockerException as exc:
+            log.debug("log of %s unreadable: %s", status.name, exc)
+            return status
+        finally:
+            log_stream.release()
+        return status.model_copy(update={
+            "last_output": LastOutput(text=found.text, truncated=found.truncated)})
+
     # ----------------------------------------------------------------------- ensure
 
     def ensure(self, name: str, spec: ContainerSpec) -> Ensured:
         """Make the container `name` match `spec` (see the module docstring)."""
-        desired = plan(name, spec, self._settings)
+        desired = desired_container(name, spec, self._settings)
         with self._name_locks.hold(name), docker_errors():
             for attempt in range(_ATTEMPTS):
                 try:
-                    return self._ensure_overlay(desired, self._ensure_once(desired))
+                    ensured = self._ensure_once(desired)
+                    ensured = Ensured(self._with_last_output(ensured.status),
+                                      ensured.outcome)
+                    return self._ensure_overlay(desired, ensured)
                 except _DecideAgainError as retry:
                     log.info("ensure %s: %s; deciding again", name, retry)
                     # Docker reserves a name before the container can be inspected: give the
@@ -237,11 +302,12 @@ class Engine:
         if (current is not None and self._same_spec(current, desired)
                 and observe.state_of(current) is not ContainerState.DEAD):
             self._forget_pending(desired.name)
-            return Ensured(self._keep(current, desired), Outcome.UNCHANGED)
+            return Ensured(self._keep(current, desired), EnsureOutcome.UNCHANGED)
         pull = self._missing_image(desired)
         if pull is not None:
             pending = self._pending_of(desired.name)
-            outcome = Outcome.PULL_FAILED if pull.phase is PullPhase.FAILED else Outcome.PULLING
+            outcome = EnsureOutcome.PULL_FAILED if pull.phase is PullPhase.FAILED \
+                else EnsureOutcome.PULLING
             assert pending is not None
             return Ensured(self._pending_status(desired.name, pending, current, pull), outcome)
         if current is not None:
@@ -250,7 +316,7 @@ class Engine:
         self._forget_pending(desired.name)
         attrs = self._api.inspect_container(container_id)
         return Ensured(observe.status_from_inspect(attrs, self._prefix, desired.warnings),
-                       Outcome.CREATED)
+                       EnsureOutcome.CREATED)
 
     def _ensure_overlay(self, desired: DesiredContainer, ensured: Ensured) -> Ensured:
         """Set the overlay up (or check it) once the container runs: before the answer, so a
@@ -258,7 +324,7 @@ class Engine:
         if desired.overlay is None:
             self.overlays.forget(desired.name)
             return ensured
-        if ensured.outcome in (Outcome.PULLING, Outcome.PULL_FAILED):
+        if ensured.outcome in (EnsureOutcome.PULLING, EnsureOutcome.PULL_FAILED):
             return ensured
         attrs = self._inspect_managed(desired.container_name)
         if attrs is None:

@@ -35,9 +35,12 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
 def on_starting(server: Any) -> None:
-    """Refuse to start (exit 2, before any worker) when the settings are unusable."""
+    """Refuse to start (exit 2, before any worker) when the settings are unusable, or when in a
+    container the IE id and instance id are not set explicitly."""
     try:
-        Settings.from_env().check_startable()
+        settings = Settings.from_env()
+        settings.check_startable()
+        settings.check_identity()
     except ValueError as exc:
         server.log.error("ieapi cannot start: %s", exc)
         raise SystemExit(2) from exc

@@ -59,6 +59,17 @@ class Settings(BaseModel):
     tls_cert_file: Path | None = Field(
         default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
     tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
+    logs_max_tail_lines: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="Largest `tail` of a logs request, and its default")
+    logs_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Most bytes one logs answer carries (follow included), and the default "
+        "`limitBytes`")
+    logs_max_streams: int = Field(
+        default=4, ge=1, le=64,
+        description="Logs requests streaming at once; more get 429 (each holds a server thread, "
+        "which the hooks' calls need too)")
 
     @property
     def managed_by(self) -> str:
@@ -83,6 +94,21 @@ class Settings(BaseModel):
                 raise SettingsError(f"IEAPI_TOKEN_FILE unreadable: {exc}") from exc
             if not content:
                 raise SettingsError(f"IEAPI_TOKEN_FILE {self.token_file} is empty")
+
+    def check_identity(self, *, in_container: bool | None = None) -> None:
+        """In a container, refuse the host-name defaults of IEAPI_IE_ID and IEAPI_INSTANCE_ID:
+        a container's host name is its id, new on every re-create, and with it the
+        managed-by label; every container managed so far would be orphaned."""
+        if not (running_in_container() if in_container is None else in_container):
+            return
+        missing = [ENV_VARIABLES[name] for name in ("ie_id", "instance_id")
+                   if name not in self.model_fields_set]
+        if missing:
+            raise SettingsError(
+                f"running in a container: set {' and '.join(missing)} explicitly. The "
+                "managed-by label (IEAPI_INSTANCE_ID, default IEAPI_IE_ID, default the host "
+                "name) marks every container this IE manages; a container's host name is its "
+                "id, new whenever it is re-created, which would orphan them all")
 
     def _check_tls(self) -> None:
         """HTTPS needs both files, readable: a half-configured TLS must not fall back to HTTP."""
@@ -113,6 +139,14 @@ class Settings(BaseModel):
             raise SettingsError(problems) from exc
 
 
+CONTAINER_MARKERS = (Path("/.dockerenv"), Path("/run/.containerenv"))  # Docker, Podman
+
+
+def running_in_container(markers: tuple[Path, ...] = CONTAINER_MARKERS) -> bool:
+    """The marker files Docker and Podman put into every container."""
+    return any(marker.exists() for marker in markers)
+
+
 ENV_VARIABLES: dict[str, str] = {
     "token": "IEAPI_TOKEN",
     "token_file": "IEAPI_TOKEN_FILE",
@@ -136,6 +170,9 @@ ENV_VARIABLES: dict[str, str] = {
     "overlay_handshake_grace_seconds": "IEAPI_OVERLAY_HANDSHAKE_GRACE_SECONDS",
     "tls_cert_file": "IEAPI_TLS_CERT_FILE",
     "tls_key_file": "IEAPI_TLS_KEY_FILE",
+    "logs_max_tail_lines": "IEAPI_LOGS_MAX_TAIL_LINES",
+    "logs_max_bytes": "IEAPI_LOGS_MAX_BYTES",
+    "logs_max_streams": "IEAPI_LOGS_MAX_STREAMS",
 }
 
 ENV_HELP = """\
@@ -143,7 +180,8 @@ Environment (IE Docker API):
   IEAPI_TOKEN                  bearer token clients must send
   IEAPI_TOKEN_FILE             file holding the token; re-read when it changes (mounted secret)
   IEAPI_INSECURE_NO_AUTH=true  run without a token (trusted, isolated networks only)
-  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name)
+  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name; in a container
+                               this and IEAPI_INSTANCE_ID must be set)
   IEAPI_HOSTNAME               host name reported by /v1/info (default: the host name)
   IEAPI_INSTANCE_ID            managed-by label value (default: IEAPI_IE_ID)
   IEAPI_CONTAINER_PREFIX       container/network name prefix (default: llo)
@@ -163,6 +201,9 @@ Environment (IE Docker API):
                                reporting EndpointUnreachable (default: 30)
   IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
                                clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
+  IEAPI_LOGS_MAX_TAIL_LINES    largest and default `tail` of GET .../logs (default: 10000)
+  IEAPI_LOGS_MAX_BYTES         most bytes in one logs answer, follow too (default: 16777216)
+  IEAPI_LOGS_MAX_STREAMS       logs answers streaming at once; more get 429 (default: 4)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
 """

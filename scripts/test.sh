@@ -18,6 +18,8 @@ need_command mmdebstrap mmdebstrap
 need_command wireguard-go wireguard-go
 need_command wg wireguard-tools
 need_command dnsmasq dnsmasq-base
+# systemd-analyze checks the edge box's unit file (edge/llo-ieapi.service).
+need_command systemd-analyze systemd
 install_needed
 
 # Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image

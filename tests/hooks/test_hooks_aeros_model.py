@@ -14,7 +14,7 @@ import pytest
 from hooks.resources import SCDSpec, read_scd
 from hooks.servicecomponent import build_container_spec
 from ieapi.contract import ContainerSpec, NetworkOverlay, RegistryAuth, dump_for_ie
-from ieapi.desired import plan
+from ieapi.desired import desired_container
 from ieapi.errors import InvalidRequestError
 from ieapi.settings import Settings as IEApiSettings
 
@@ -32,7 +32,7 @@ def test_absent_expose_ports_publishes_nothing() -> None:
     assert SCDSpec.model_validate({"selectedIE": SELECTED, "image": "x"}).expose_ports is False
     spec = ContainerSpec.model_validate({"image": "busybox:1", "ports": [{"number": 80}]})
     assert spec.expose_ports is False
-    desired = plan("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
+    desired = desired_container("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
     assert desired.port_bindings == {}
     sent = build_container_spec(read_scd(_scd(ports=[{"number": 80, "protocol": "TCP"}])))
     assert dump_for_ie(sent)["exposePorts"] is False  # always sent explicitly to the IE
@@ -40,7 +40,7 @@ def test_absent_expose_ports_publishes_nothing() -> None:
 
 def test_expose_ports_true_publishes() -> None:
     sent = build_container_spec(read_scd(_scd(ports=[{"number": 80}], exposePorts=True)))
-    desired = plan("ns.web", sent, IEApiSettings(token="t", ie_id="ie"))
+    desired = desired_container("ns.web", sent, IEApiSettings(token="t", ie_id="ie"))
     assert desired.port_bindings == {"80/tcp": 80}
 
 
@@ -62,7 +62,7 @@ def test_empty_objects_sent_to_the_ie_mean_nothing_either() -> None:
                                          "networkOverlay": {}, "service": "s", "alias": "a"})
     assert spec.registry_auth is None
     assert spec.network_overlay is None
-    desired = plan("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
+    desired = desired_container("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
     assert desired.auth is None
     assert desired.warnings == []
 
@@ -80,10 +80,10 @@ def test_non_empty_objects_are_kept() -> None:
     # A non-empty overlay is applied, so the IE refuses an incomplete one, naming the field
     # (issue 11; the hooks refuse it first, with OverlayReady=False BadAddress).
     with pytest.raises(InvalidRequestError) as refused:
-        plan("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
+        desired_container("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
     assert refused.value.field == "networkOverlay.allowedIps"
     without_overlay = spec.model_copy(update={"network_overlay": None})
-    desired = plan("ns.web", without_overlay, IEApiSettings(token="t", ie_id="ie"))
+    desired = desired_container("ns.web", without_overlay, IEApiSettings(token="t", ie_id="ie"))
     assert desired.auth == {"username": "u", "password": "p"}  # the HLO sends no url
 
 

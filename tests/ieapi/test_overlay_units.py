@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ieapi.contract import ContainerSpec, NetworkOverlay, OverlayReason
-from ieapi.desired import plan
+from ieapi.desired import desired_container
 from ieapi.errors import InvalidRequestError
 from ieapi.overlay import host_name, parse_dump
 from ieapi.overlayspec import (
@@ -88,7 +88,7 @@ def test_the_ie_refuses_a_bad_overlay_with_a_400_naming_the_field() -> None:
     spec = ContainerSpec.model_validate({"image": "busybox", "networkOverlay": overlay(
         privateKey="AAAA")})
     with pytest.raises(InvalidRequestError) as caught:
-        plan("ns.x", spec, Settings(token="t"))
+        desired_container("ns.x", spec, Settings(token="t"))
     assert caught.value.field == "networkOverlay.privateKey"
     assert "AAAA" not in caught.value.message
 
@@ -112,7 +112,7 @@ def test_empty_overlay_means_none_and_the_hash_ignores_the_private_key() -> None
 
 def test_plan_sets_dns_and_the_address_label_never_the_key() -> None:
     spec = ContainerSpec.model_validate({"image": "busybox", "networkOverlay": overlay()})
-    desired = plan("ns.x", spec, Settings(token="t"))
+    desired = desired_container("ns.x", spec, Settings(token="t"))
     assert desired.dns == ["10.8.0.1"]
     assert desired.labels["llo.aeros-project.eu/overlay-address"] == "10.8.0.3/32"
     assert PRIVATE not in repr(desired)

@@ -30,7 +30,10 @@ from hooks.resources import (
     ConditionStatus,
     ContainerInfo,
     DIEStatus,
+    EntitySource,
+    FailureInfo,
     Migration,
+    Names,
     OverlayInfo,
     Phase,
     Placement,
@@ -217,8 +220,6 @@ INVALID: list[tuple[str, JSON, Callable[[JSON], None], tuple[str, ...]]] = [
     ("overlay-incomplete", scd(networkOverlay=OVERLAY),
      _set("spec.networkOverlay.privateKey", ...),
      ("spec.networkOverlay", "either {} (no overlay) or has all of")),
-    ("name-with-dot", scd(name="svc.one"), lambda obj: None,
-     ("metadata.name must be a DNS label",)),
     ("die-bad-url", die(), _set("spec.api.url", "ftp://ie-a:21"), ("spec.api.url",)),
     ("die-url-not-a-url", die(), _set("spec.api.url", "127.0.0.1:8081"), ("spec.api.url",)),
     ("die-missing-api", die(), _set("spec.api", ...), ("spec.api", "Required value")),
@@ -250,7 +251,7 @@ def test_valid_bases_of_the_invalid_table_are_accepted(api: CrdApiServer) -> Non
     for name, base, _, _ in INVALID:
         obj = copy.deepcopy(base)
         if name in ("duplicate-port-pair", "env-key-with-equals", "cliarg-without-key",
-                    "overlay-mtu", "name-with-dot"):
+                    "overlay-mtu"):
             continue  # their base is the invalid object itself
         apply_json(api, obj, "--dry-run=server")
 
@@ -313,7 +314,8 @@ def full_scd_status() -> JSON:
     """An SCD status with every field of hooks.resources.SCDStatus set."""
     status = SCDStatus(
         phase=Phase.MIGRATING, reason="MigrationPending", message="moving to ie-b",
-        ie="ie-a", placement=_placement("ie-a"),
+        ie="ie-a", names=Names(container="default.full", alias="full"),
+        placement=_placement("ie-a"),
         migration=Migration(to=_placement("ie-b")),
         pending_cleanups=[Cleanup(**_placement("ie-c").model_dump(), reason="Migrated")],
         container=ContainerInfo(
@@ -327,9 +329,12 @@ def full_scd_status() -> JSON:
             network="llo-net-service-1",
             overlay=OverlayInfo(interface="wg0", address="10.8.0.3/32", mode="userspace",
                                 state="up", last_handshake="<3m")),
+        failure=FailureInfo(exit_code=3, finished_at="2024-05-01T09:59:00Z", restart_count=2,
+                            last_output="boom\n\ufffd é\n", last_output_truncated=True),
         pull=PullInfo(layers_total=3, layers_done=1, bytes_total=2**33, bytes_done=2**32,
                       message="Downloading"),
-        broker=BrokerInfo(entity_id="urn:ngsi-ld:Service:1:Component:1", desired="Migrating",
+        broker=BrokerInfo(entity_id="urn:ngsi-ld:Service:1:Component:1",
+                          entity_source=EntitySource.QUERY, desired="Migrating",
                           reported="Running", state="Failed", message="broker down"),
         conditions=_conditions(resources.SCD_CONDITION_ORDER),
         observed_generation=3)
