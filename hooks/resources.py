@@ -273,7 +273,8 @@ class SCDStatus(_Model):
 
 
 class DIEApi(_Model):
-    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081")
+    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081, or "
+                     "the NATS server its agent dials out to (nats:// or tls://)")
     token_key: str | None = Field(
         default=None, description="File name of the bearer token in the hooks' token directory; "
         "defaults to the DIE name")

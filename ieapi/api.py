@@ -1,4 +1,4 @@
-"""HTTP routes of the IE Docker API: auth, JSON in/out, errors. The work is in `engine`.
+"""HTTP routes of the IE Docker API: auth, JSON in/out, errors. The work is in `service`.
 
 Every answer that is not a 2xx is a contract `ErrorBody` naming the offending field when
 there is one; foreseeable failures never become a blanket 500.
@@ -14,24 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from pydantic import BaseModel, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from ieapi import openapi
 from ieapi.auth import TokenSource
-from ieapi.contract import (
-    API_VERSION,
-    LOGS_CONTENT_TYPE,
-    ContainerList,
-    ContainerSpec,
-    DeleteResult,
-    ErrorBody,
-    ErrorCode,
-    LogsQuery,
-    dump,
-    is_valid_container_name,
-)
+from ieapi.contract import API_VERSION, LOGS_CONTENT_TYPE, ErrorBody, ErrorCode, LogsQuery, dump
 from ieapi.engine import Engine
 from ieapi.errors import (
     DockerUnavailableError,
@@ -41,6 +29,7 @@ from ieapi.errors import (
     UnauthorizedError,
 )
 from ieapi.logstream import LogStream, client_gone_probe
+from ieapi.service import Reply, Service, check_name, invalid_request_from
 from ieapi.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +38,6 @@ blueprint = Blueprint("ieapi", __name__)
 EXTENSION = "ieapi"
 _PUBLIC_ENDPOINTS = {"ieapi.healthz", "ieapi.openapi_document"}
 _RETRY_AFTER_SECONDS = "5"
-_MAX_REPORTED_ERRORS = 10
 
 
 @dataclass(frozen=True)
@@ -65,14 +53,19 @@ class Runtime:
         object.__setattr__(self, "log_streams",
                            threading.BoundedSemaphore(self.settings.logs_max_streams))
 
+    @property
+    def service(self) -> Service:
+        """The transport-neutral operations (shared with the NATS agent)."""
+        return Service(self.engine)
+
 
 def runtime() -> Runtime:
     value: Runtime = current_app.extensions[EXTENSION]
     return value
 
 
-def _json(model: BaseModel, status: int = 200) -> tuple[Response, int]:
-    return jsonify(dump(model)), status
+def _reply(reply: Reply) -> tuple[Response, int]:
+    return jsonify(dump(reply.body)), reply.status
 
 
 # --------------------------------------------------------------------------- auth
@@ -103,35 +96,29 @@ def openapi_document() -> tuple[Response, int]:
 
 @blueprint.get(f"/{API_VERSION}/info")
 def info() -> tuple[Response, int]:
-    return _json(runtime().engine.info())
+    return _reply(runtime().service.info())
 
 
 @blueprint.get(f"/{API_VERSION}/containers")
 def list_containers() -> tuple[Response, int]:
-    return _json(ContainerList(items=runtime().engine.list_containers()))
+    return _reply(runtime().service.list())
 
 
 @blueprint.put(f"/{API_VERSION}/containers/<name>")
 def ensure_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    spec = _parse_spec()
-    ensured = runtime().engine.ensure(name, spec)
-    return _json(ensured.status, ensured.outcome.http_status)
+    check_name(name)  # before reading the body: a bad name is named even with a bad body
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH → 413
+    return _reply(runtime().service.ensure(name, body))
 
 
 @blueprint.get(f"/{API_VERSION}/containers/<name>")
 def get_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    status = runtime().engine.get(name)
-    if status is None:
-        return _json(ErrorBody.of(ErrorCode.NOT_FOUND, f"no managed container {name!r}"), 404)
-    return _json(status)
+    return _reply(runtime().service.get(name))
 
 
 @blueprint.delete(f"/{API_VERSION}/containers/<name>")
 def delete_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    return _json(DeleteResult(name=name, deleted=runtime().engine.delete(name)))
+    return _reply(runtime().service.delete(name))
 
 
 @blueprint.get(f"/{API_VERSION}/containers/<name>/logs")
@@ -139,7 +126,7 @@ def container_logs(name: str) -> Response:
     """The container's output as Docker keeps it (stdout and stderr interleaved, the bytes
     unchanged), bounded by IEAPI_LOGS_MAX_TAIL_LINES and IEAPI_LOGS_MAX_BYTES; with
     `follow=true` a chunked stream (ieapi.logstream says how it ends)."""
-    _check_name(name)
+    check_name(name)
     rt = runtime()
     query = _parse_logs_query(rt.settings)
     if not rt.log_streams.acquire(blocking=False):
@@ -218,37 +205,6 @@ def _since_timestamp(since: str | None) -> float | None:
 # --------------------------------------------------------------------------- input (bodies)
 
 
-def _check_name(name: str) -> None:
-    if not is_valid_container_name(name):
-        raise InvalidRequestError(
-            "name must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,199} (e.g. <namespace>.<scd name>)",
-            field="name")
-
-
-def _parse_spec() -> ContainerSpec:
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH → 413
-    try:
-        return ContainerSpec.model_validate_json(body)
-    except ValidationError as exc:
-        raise invalid_request_from(exc) from exc
-
-
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the wire's dotted camelCase path, e.g. `ports.0.number`."""
-    return ".".join(to_camel(part) if isinstance(part, str) else str(part) for part in loc)
-
-
-def invalid_request_from(exc: ValidationError) -> InvalidRequestError:
-    """One 400 naming the first offending field and listing what is wrong (never the values:
-    a rejected body may carry a password)."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return InvalidRequestError(f"body is not valid JSON: {first['msg']}")
-    problems = "; ".join(
-        f"{field_path(err['loc']) or 'body'}: {err['msg']}"
-        for err in errors[:_MAX_REPORTED_ERRORS])
-    return InvalidRequestError(problems, field=field_path(first["loc"]) or None)
 
 
 # --------------------------------------------------------------------------- errors

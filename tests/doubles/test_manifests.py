@@ -322,8 +322,11 @@ def test_scd_schema_rejects_missing_image() -> None:
 @pytest.mark.parametrize(("api", "ok"), [
     ({"url": "http://10.0.0.5:8081"}, True),
     ({"url": "https://ie.example/api", "tokenKey": "docker-machine-2"}, True),
+    ({"url": "nats://nats.example:4222"}, True),
+    ({"url": "tls://nats.example:4222"}, True),
     ({"url": "ftp://10.0.0.5"}, False),
     ({"url": "http://"}, False),
+    ({"url": "nats://"}, False),
     ({"url": "http://x:1", "tokenKey": "../etc"}, False),
     ({"url": "http://x:1", "tokenKey": ".hidden"}, False),
 ])

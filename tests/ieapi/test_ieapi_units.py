@@ -9,7 +9,6 @@ import docker.errors
 import pytest
 from pydantic import ValidationError
 
-from ieapi.api import field_path, invalid_request_from
 from ieapi.auth import TokenSource
 from ieapi.contract import LABEL_NAME, LABEL_SPEC_HASH, ContainerSpec, ContainerState
 from ieapi.desired import (
@@ -29,6 +28,7 @@ from ieapi.errors import (
     from_api_error,
 )
 from ieapi.observe import docker_time, network_of, status_from_inspect
+from ieapi.service import field_path, invalid_request_from
 from ieapi.settings import Settings, SettingsError, running_in_container
 
 # --------------------------------------------------------------------------- settings
