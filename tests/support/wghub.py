@@ -132,12 +132,12 @@ class Hub:
             raise
         return self
 
-    def client(self, name: str, **extra: Any) -> dict[str, Any]:
-        """A networkOverlay for a new component `name` (peer added, name in the DNS)."""
-        private, public = genkey()
+    def add_peer(self, name: str, public_key: str) -> str:
+        """Admit a component with its own key pair (as the HLO does); its overlay address,
+        with `name` known to the hub's DNS."""
         ip = str(self.subnet.network_address + self._next_host)
         self._next_host += 1
-        subprocess.run(["wg", "set", self.link, "peer", public, "allowed-ips", f"{ip}/32"],
+        subprocess.run(["wg", "set", self.link, "peer", public_key, "allowed-ips", f"{ip}/32"],
                        check=True, capture_output=True, timeout=10)
         self.names[name] = ip
         self.hosts_file.write_text("".join(f"{a} {n}\n" for n, a in self.names.items()))
@@ -146,6 +146,12 @@ class Hub:
         # dnsmasq re-reads --addn-hosts on SIGHUP; it runs under `ip netns exec`, which execs
         # it, so the PID is dnsmasq's own.
         os.kill(self._dns.pid, signal.SIGHUP)
+        return ip
+
+    def client(self, name: str, **extra: Any) -> dict[str, Any]:
+        """A networkOverlay for a new component `name` (keys made, peer added, name in DNS)."""
+        private, public = genkey()
+        ip = self.add_peer(name, public)
         return {"internalIp": ip, "dns": self.address, "publicKey": self.public_key,
                 "privateKey": private, "endpoint": self.endpoint,
                 "allowedIps": str(self.subnet), **extra}
