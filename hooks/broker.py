@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from hooks import metrics
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline, pooled_session, send
 from hooks.observations import BrokerOutcome
@@ -77,12 +78,16 @@ class BrokerClient:
         headers = self._headers()
         if body is None:
             headers.pop("Content-Type")
-        return send(self.session, method, url, deadline=deadline,
-                    connect_timeout=s.broker_connect_timeout_seconds,
-                    read_timeout=s.broker_read_timeout_seconds, retries=s.broker_retries,
-                    unreachable=Reason.BROKER_UNREACHABLE, tls_failure=Reason.BROKER_UNREACHABLE,
-                    retry_statuses=(502, 503, 504), what=what, json=body, params=params,
-                    headers=headers, verify=verify)
+        with metrics.broker_call() as answered:
+            response = send(self.session, method, url, deadline=deadline,
+                            connect_timeout=s.broker_connect_timeout_seconds,
+                            read_timeout=s.broker_read_timeout_seconds,
+                            retries=s.broker_retries, unreachable=Reason.BROKER_UNREACHABLE,
+                            tls_failure=Reason.BROKER_UNREACHABLE,
+                            retry_statuses=(502, 503, 504), what=what, json=body,
+                            params=params, headers=headers, verify=verify)
+            answered(response.status_code)
+        return response
 
     def find_entities(self, entity_type: str, pattern: str, deadline: Deadline) -> list[str]:
         """Ids of the entities of `entity_type` whose id matches the NGSI-LD `idPattern` (at

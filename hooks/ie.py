@@ -18,6 +18,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
+from hooks import metrics
 from hooks.errors import PeerError, PermanentError, TemporaryError
 from hooks.http import Deadline, Suspects, pooled_session, send
 from hooks.ienats import NatsRequester
@@ -150,10 +151,12 @@ class IEClient:
     def _call(self, operation: Operation, ep: Endpoint, name: str | None, deadline: Deadline,
               *, what: str, allow: tuple[int, ...] = (),
               body: dict[str, Any] | None = None) -> Answer:
-        if is_nats_url(ep.url):
-            answer = self._over_nats(operation, ep, name, deadline, what=what, body=body)
-        else:
-            answer = self._over_http(operation, ep, name, deadline, what=what, body=body)
+        with metrics.ie_call(ep.ie) as answered:  # counted and timed, whatever the transport
+            if is_nats_url(ep.url):
+                answer = self._over_nats(operation, ep, name, deadline, what=what, body=body)
+            else:
+                answer = self._over_http(operation, ep, name, deadline, what=what, body=body)
+            answered(answer.status)
         if answer.status < 400 or answer.status in allow:
             return answer
         raise _error(answer, what)

@@ -91,7 +91,8 @@ class Reconciler:
         """One SCD sync (or finalize): the calls in their order, then the report, including
         what only the log hears of (containers released without a confirmed delete)."""
         scd = read_scd(req.parent)
-        log = object_logger("scd", scd.metadata.namespace, scd.metadata.name)
+        log = object_logger("scd", scd.metadata.namespace, scd.metadata.name,
+                            ie=scd.spec.selected_ie.hostname if scd.spec else None)
         die = self._selected_die(req, scd)
         deadline = Deadline(self.settings.hook_budget_seconds)
         if not self.broker.enabled:
@@ -161,7 +162,7 @@ class Reconciler:
             out = infrastructure.report_invalid(meta, old, message, now, self.settings,
                                                 finalizing=finalizing or req.finalizing)
             return self._die_response(out)
-        log = object_logger("die", None, die.metadata.name)
+        log = object_logger("die", None, die.metadata.name, ie=die.metadata.name)
         ep = Endpoint.of_die(die)
         if finalizing or req.finalizing:
             listing: ContainerList | None = None

@@ -75,7 +75,7 @@ class Settings(BaseModel):
 
     # ---- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["json", "text"] = "json"
 
     @property
     def broker_enabled(self) -> bool:

@@ -13,11 +13,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ieapi import openapi
+from ieapi import metrics, openapi
 from ieapi.auth import TokenSource
 from ieapi.contract import API_VERSION, LOGS_CONTENT_TYPE, ErrorBody, ErrorCode, LogsQuery, dump
 from ieapi.engine import Engine
@@ -31,6 +31,8 @@ from ieapi.errors import (
 from ieapi.logstream import LogStream, client_gone_probe
 from ieapi.service import Reply, Service, check_name, invalid_request_from
 from ieapi.settings import Settings
+from llo_serving.logs import current_object
+from llo_serving.metrics import exposition
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,12 @@ def _authenticate() -> None:
 def healthz() -> tuple[Response, int]:
     """Liveness only: answers without Docker, so a daemon restart does not kill the API."""
     return jsonify({"status": "ok"}), 200
+
+
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Requests, Docker operation latency, pulls (ieapi/metrics.py); bearer token required."""
+    return exposition([metrics.PullCollector(runtime().engine.pulls)])
 
 
 @blueprint.get("/openapi.json")
@@ -251,6 +259,39 @@ def _on_http_error(error: HTTPException) -> Response:
 def _on_unexpected(error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
     return _error_response(ErrorBody.of(ErrorCode.INTERNAL, "internal error"), 500)
+
+
+def instrument(app: Flask) -> None:
+    """Count and time every request (errors and refusals included: Flask runs `after_request`
+    for them too), and name the container a request is about on its log lines."""
+    metrics.INFO.labels(ie_id=runtime_of(app).settings.ie_id,
+                        instance_id=runtime_of(app).settings.managed_by).set(1)
+
+    @app.before_request
+    def _start() -> None:
+        g.llo_started = time.monotonic()
+        name = (request.view_args or {}).get("name")
+        g.llo_object = current_object.set(name if isinstance(name, str) else None)
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.REQUESTS.labels(method=request.method, route=route,
+                                status=str(response.status_code)).inc()
+        metrics.REQUEST_DURATION.labels(method=request.method, route=route).observe(
+            time.monotonic() - g.get("llo_started", time.monotonic()))
+        return response
+
+    @app.teardown_request
+    def _forget(exc: BaseException | None) -> None:
+        token = g.pop("llo_object", None)
+        if token is not None:
+            current_object.reset(token)
+
+
+def runtime_of(app: Flask) -> Runtime:
+    value: Runtime = app.extensions[EXTENSION]
+    return value
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import docker.tls
 
-from ieapi import observe, tail
+from ieapi import metrics, observe, tail
 from ieapi.contract import (
     LABEL_MANAGED,
     LABEL_NAME,
@@ -159,6 +159,7 @@ def make_client(settings: Settings) -> docker.DockerClient:
             timeout=settings.docker_timeout_seconds, tls=tls)
     # Otherwise REQUESTS_CA_BUNDLE would override the engine's CA, and HTTP(S)_PROXY apply.
     client.api.trust_env = False
+    client.api.hooks["response"].append(metrics.on_docker_response)  # operation latency
     return client
 
 

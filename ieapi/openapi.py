@@ -129,6 +129,13 @@ def _paths() -> dict[str, Any]:
                                   "content": {"application/json": {"schema": {
                                       "type": "object"}}}}},
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics: requests, Docker operation latency, pulls",
+            "responses": {"200": {"description": "Prometheus text exposition format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_ERRORS_COMMON},
+        }},
         f"/{API_VERSION}/info": {"get": {
             "operationId": "getInfo", "summary": "Identity and slow-changing facts of the IE",
             "responses": {"200": _answer("IE facts", "IEInfo"), **_ERRORS_COMMON},

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # dockerd 20.10 speaks at most 1.41, and every newer daemon still accepts it.
@@ -70,6 +70,17 @@ class Settings(BaseModel):
         default=4, ge=1, le=64,
         description="Logs requests streaming at once; more get 429 (each holds a server thread, "
         "which the hooks' calls need too)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        """`info` and `INFO`, `JSON` and `json` alike (gunicorn takes its level in lower case)."""
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in ("debug", "info", "warning", "error",
+                                                   "critical") else value.lower()
 
     @property
     def managed_by(self) -> str:
@@ -173,6 +184,8 @@ ENV_VARIABLES: dict[str, str] = {
     "logs_max_tail_lines": "IEAPI_LOGS_MAX_TAIL_LINES",
     "logs_max_bytes": "IEAPI_LOGS_MAX_BYTES",
     "logs_max_streams": "IEAPI_LOGS_MAX_STREAMS",
+    "log_level": "IEAPI_LOG_LEVEL",
+    "log_format": "IEAPI_LOG_FORMAT",
 }
 
 ENV_HELP = """\
@@ -204,6 +217,7 @@ Environment (IE Docker API):
   IEAPI_LOGS_MAX_TAIL_LINES    largest and default `tail` of GET .../logs (default: 10000)
   IEAPI_LOGS_MAX_BYTES         most bytes in one logs answer, follow too (default: 16777216)
   IEAPI_LOGS_MAX_STREAMS       logs answers streaming at once; more get 429 (default: 4)
+  IEAPI_LOG_FORMAT=text        log lines as text (default: json, one object per line)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
 """

