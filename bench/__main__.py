@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import e2ebench, hooksbench, ieapibench, machine, report
+from bench import e2ebench, hooksbench, ieapibench, machine, natsbench, report
 
-PARTS = ("throughput", "scale", "dead", "ieapi", "e2e")
+PARTS = ("throughput", "scale", "dead", "ieapi", "e2e", "nats")
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                              "below --quiet-load")
     parser.add_argument("--quiet-load", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the results of the parts not run now from "
+                             "OUT/img/bench-results.json (each part records its own machine "
+                             "and load)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: render the page and plots again from "
                              "OUT/img/bench-results.json")
@@ -75,9 +79,27 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     img.mkdir(parents=True, exist_ok=True)
+    if args.merge and (img / "bench-results.json").exists():
+        results = merged(json.loads((img / "bench-results.json").read_text()), results)
     (img / "bench-results.json").write_text(json.dumps(results, indent=1) + "\n")
     render(results, args.out)
     return 0
+
+
+RESULT_KEYS = {"throughput": "throughput", "scale": "scale", "dead": "dead_ie",
+               "ieapi": "ieapi", "e2e": "e2e", "nats": "nats"}
+
+
+def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`old` with the parts run now replaced by `new`'s; a part run now records the machine and
+    load it ran under, since the page's machine section describes the older run."""
+    out = dict(old)
+    for part in new["parts"]:
+        key = RESULT_KEYS[part]
+        out[key] = {**new[key], "run": {"machine": new["machine"],
+                                        "load_average_end": new.get("load_average_end")}}
+    out["parts"] = sorted(set(old.get("parts", [])) | set(new["parts"]), key=PARTS.index)
+    return out
 
 
 def render(results: dict[str, Any], out: Path) -> None:
@@ -100,7 +122,7 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
     if "dead" in parts:
         print("3. a dead and a refusing IE", flush=True)
         results["dead_ie"] = hooksbench.dead_ie(workdir / "dead", hp)
-    if "ieapi" in parts or "e2e" in parts:
+    if "ieapi" in parts or "e2e" in parts or "nats" in parts:
         import docker
 
         from testbed.dockerd import DOCKER_API_VERSION, docker_engine
@@ -122,6 +144,11 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
                 results["e2e"] = e2ebench.run(
                     workdir / "e2e", engine.url, image,
                     e2ebench.QUICK if quick else e2ebench.FULL)
+            if "nats" in parts:
+                print("6. NATS vs HTTP to the IE", flush=True)
+                results["nats"] = natsbench.run(
+                    workdir / "nats", engine.url, image,
+                    natsbench.QUICK if quick else natsbench.FULL)
 
 
 if __name__ == "__main__":

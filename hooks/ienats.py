@@ -53,6 +53,7 @@ class NatsRequester:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: dict[str, Client] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
+        self._closing = False
 
     # ------------------------------------------------------------------ from hook threads
 
@@ -73,6 +74,7 @@ class NatsRequester:
         """Close every connection and stop the loop (tests; a worker just exits)."""
         with self._lock:
             loop, self._loop = self._loop, None
+            self._closing = True
         if loop is None:
             return
         with contextlib.suppress(Exception):
@@ -87,6 +89,7 @@ class NatsRequester:
                 self._pid = os.getpid()
                 self._clients = {}
                 self._connecting = {}
+                self._closing = False
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name="llo-nats",
                                  daemon=True).start()
@@ -111,7 +114,7 @@ class NatsRequester:
                     servers=[url], name=f"llo-hooks pid {os.getpid()}",
                     connect_timeout=self.connect_timeout, allow_reconnect=True,
                     max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                    error_cb=_on_error, disconnected_cb=_on_disconnected,
+                    error_cb=_on_error, disconnected_cb=self._on_disconnected,
                     reconnected_cb=_on_reconnected, **options), self.connect_timeout)
             except TimeoutError as exc:
                 raise TemporaryError(
@@ -148,6 +151,10 @@ class NatsRequester:
                                  f"{what}: unexpected answer (not a CloudEvent of the IE API)")
         return answer
 
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            log.warning("NATS: disconnected; reconnecting")
+
     async def _close_all(self) -> None:
         for client in list(self._clients.values()):
             with contextlib.suppress(Exception):
@@ -157,10 +164,6 @@ class NatsRequester:
 
 async def _on_error(exc: Exception) -> None:
     log.warning("NATS: %s", type(exc).__name__ + (f": {exc}" if str(exc) else ""))
-
-
-async def _on_disconnected() -> None:
-    log.warning("NATS: disconnected; reconnecting")
 
 
 async def _on_reconnected() -> None:

@@ -86,8 +86,9 @@ BROKER_SYNCED = "BrokerSynced"     # Orion-LD holds the ServiceComponentStatus t
 MIGRATED = "Migrated"              # only once selectedIE has changed: is the move done?
 CLEANED_UP = "CleanedUp"           # only once there were old containers: are they all deleted?
 OVERLAY_READY = "OverlayReady"     # only with a networkOverlay: is wg0 up in the container?
-SCD_CONDITION_ORDER = (READY, IE_READY, CONTAINER_READY, OVERLAY_READY, BROKER_SYNCED, MIGRATED,
-                       CLEANED_UP)
+COMPLETE = "Complete"              # jobs only: the container exited (JobSucceeded or JobFailed)
+SCD_CONDITION_ORDER = (READY, COMPLETE, IE_READY, CONTAINER_READY, OVERLAY_READY, BROKER_SYNCED,
+                       MIGRATED, CLEANED_UP)
 
 
 class ConditionStatus(StrEnum):

@@ -32,6 +32,7 @@ from hooks.reasons import Reason
 from hooks.resources import (
     BROKER_SYNCED,
     CLEANED_UP,
+    COMPLETE,
     CONTAINER_READY,
     DIE,
     IE_READY,
@@ -644,6 +645,17 @@ def _failure_to_report(old: FailureInfo | None, a: Assessment) -> FailureInfo | 
     return a.failure
 
 
+def job_completion(a: Assessment) -> tuple[ConditionStatus, Reason, str]:
+    """A job's `Complete` condition: True once its container exited, whether it succeeded or
+    failed (the reason and `status.phase` say which), so `kubectl wait --for=condition=Complete`
+    returns on either; Unknown while its IE cannot be asked; False before."""
+    if a.reason in (Reason.JOB_SUCCEEDED, Reason.JOB_FAILED):
+        return ConditionStatus.TRUE, a.reason, a.message
+    if a.phase is Phase.UNKNOWN:
+        return ConditionStatus.UNKNOWN, a.reason, a.message
+    return ConditionStatus.FALSE, a.reason, a.message
+
+
 def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence[Observation],
            broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> SCDReport:
     """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
@@ -691,6 +703,8 @@ def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence
     ready_status = a.container_ready[0]
     cs.set(READY, (ready_status, a.container_ready[1] if ready_status is ConditionStatus.TRUE
                    else a.reason, a.message))
+    if scd.spec is not None and scd.spec.is_job:
+        cs.set(COMPLETE, job_completion(a))
     if a.migrated is not None:
         cs.set(MIGRATED, a.migrated)
     elif plan.abandoned:

@@ -12,6 +12,8 @@ need_command openssl openssl
 need_command docker-registry docker-registry
 # The CRD API server tier (etcd) and the offline image builds (a Debian base rootfs).
 need_command etcd etcd-server
+# The README's upgrade commands (tests/k8s/test_upgrade.py runs them).
+need_command jq jq
 need_command mmdebstrap mmdebstrap
 # Real WireGuard overlays: the userspace implementation (no kernel module needed), the `wg`
 # tool the IE API configures interfaces with, and the DNS of the tests' overlay hub.

@@ -10,7 +10,8 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   (testbed/manifests.py).
 - Objects (SCDs, DIEs) live in an object store (testbed/objectstore.py): by default the
   in-memory API server ``MemoryStore``, which applies the CRD schemas like the API server
-  (testbed/crdschema.py; CEL ``x-kubernetes-validations`` are NOT evaluated); or a real
+  (testbed/crdschema.py; CEL ``x-kubernetes-validations`` with cel-python, skipping and
+  naming the rules it cannot evaluate); or a real
   API server (tests/support/kube.py). The loop reads only the store's cache, and writes only
   the finalizer and the status through it.
 - Work queue per controller keyed by parent, deduplicated; delayed adds keep the earliest time;

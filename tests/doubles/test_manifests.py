@@ -3,8 +3,8 @@ must mirror and Metacontroller's own CompositeController schema.
 
 Schema checks use the structural-schema evaluator of testbed/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
-prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
-tests/k8s runs the CRDs on a real API server.
+prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are evaluated with
+cel-python (tests/doubles/test_cel_rules.py); tests/k8s runs the CRDs on a real API server.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ def _alloc(component: str, *, hostname: str = EDGE, **fields: Any) -> Allocation
 
 
 def shapes(private_image: str = "") -> list[Shape]:
-    """Every shape the HLO produces; ports are filled in per run (they must be free)."""
-    port = 0  # placeholder: replaced by a free port in the test
+    """Every shape the HLO produces; a published port is replaced per run by a free one."""
+    port = 8080
     return [
         Shape("exposed", _alloc("web", ports=(port,), expose_ports=True,
                                 cli_args=_httpd(port))),
@@ -159,9 +159,9 @@ SHAPES = {s.name: s for s in shapes()}
 
 
 def _with_port(shape: Shape, port: int) -> Shape:
-    """The shape with its placeholder port 0 replaced by `port` (a copy)."""
+    """The shape with its port replaced by `port` (a copy)."""
     alloc = shape.alloc
-    if 0 not in alloc.ports:
+    if not alloc.ports:
         return dataclasses.replace(shape)
     args = tuple((k, str(port) if k == "-p" else v) for k, v in alloc.cli_args)
     return dataclasses.replace(shape, alloc=dataclasses.replace(alloc, ports=(port,),

@@ -154,3 +154,17 @@ def test_http_server_and_agent_serve_one_ie_at_once(
                             timeout=10).status_code == 404
     finally:
         http.stop()
+
+
+def test_agent_log_is_the_projects_format_and_holds_no_secret(
+        agent: ServerProcess, requester: NatsRequester, nats_server: NatsServer) -> None:
+    request(requester, nats_server, IE_NAME, Operation.INFO)
+    lines = [json.loads(line) for line in agent.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert any("serving llo.ie.edge-nats_example.*" in line.get("message", "")
+               for line in lines), lines[:5]
+    assert all(line.get("ie") == "urn:ngsi-ld:InfrastructureElement:nats" for line in lines)
+    seeds = [p.read_text().strip() for p in nats_server.workdir.glob("*.nkey")]
+    assert seeds
+    text = agent.log_path.read_text()
+    assert [s for s in seeds if s in text] == []
