@@ -22,8 +22,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY hooks ./hooks
 COPY ieapi ./ieapi
+COPY llo_serving ./llo_serving
 RUN /opt/venv/bin/pip install . \
- && /opt/venv/bin/python -c "import hooks, flask, gunicorn"
+ && /opt/venv/bin/python -c "import hooks, flask, gunicorn, llo_serving.logs, llo_serving.metrics"
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \

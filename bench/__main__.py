@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import burstbench, e2ebench, hooksbench, ieapibench, machine, report
+from bench import burstbench, e2ebench, hooksbench, ieapibench, machine, natsbench, report
 
-PARTS = ("throughput", "scale", "dead", "ieapi", "e2e", "burst")
-RESULT_KEYS = {"throughput": "throughput", "scale": "scale", "dead": "dead_ie",
-               "ieapi": "ieapi", "e2e": "e2e", "burst": "burst"}
+PARTS = ("throughput", "scale", "dead", "ieapi", "e2e", "nats", "burst")
 ANALYSIS = Path(__file__).with_name("analysis.md")
 
 
@@ -50,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet-load", type=float, default=1.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     parser.add_argument("--merge", action="store_true",
-                        help="keep the results of the parts not run from "
-                             "OUT/img/bench-results.json (the page shows both)")
+                        help="keep the results of the parts not run now from "
+                             "OUT/img/bench-results.json (each part records its own machine "
+                             "and load)")
     parser.add_argument("--render-only", action="store_true",
                         help="run nothing: render the page and plots again from "
                              "OUT/img/bench-results.json")
@@ -87,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+RESULT_KEYS = {"throughput": "throughput", "scale": "scale", "dead": "dead_ie",
+               "ieapi": "ieapi", "e2e": "e2e", "nats": "nats", "burst": "burst"}
+
+
 def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The earlier run's results with the parts just run replaced; its machine section stays
-    (each part that can run alone, like `burst`, records its own date and load)."""
+    """`old` with the parts run now replaced by `new`'s; a part run now records the machine and
+    load it ran under, since the page's machine section describes the older run."""
     out = dict(old)
     for part in new["parts"]:
         key = RESULT_KEYS[part]
-        if key in new:
-            out[key] = new[key]
+        out[key] = {**new[key], "run": {"machine": new["machine"],
+                                        "load_average_end": new.get("load_average_end")}}
     out["parts"] = sorted(set(old.get("parts", [])) | set(new["parts"]), key=PARTS.index)
     return out
 
@@ -119,7 +122,7 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
     if "dead" in parts:
         print("3. a dead and a refusing IE", flush=True)
         results["dead_ie"] = hooksbench.dead_ie(workdir / "dead", hp)
-    if {"ieapi", "e2e", "burst"} & set(parts):
+    if {"ieapi", "e2e", "nats", "burst"} & set(parts):
         import docker
 
         from testbed.dockerd import DOCKER_API_VERSION, docker_engine
@@ -141,8 +144,13 @@ def run_parts(parts: list[str], quick: bool, workdir: Path, results: dict[str, A
                 results["e2e"] = e2ebench.run(
                     workdir / "e2e", engine.url, image,
                     e2ebench.QUICK if quick else e2ebench.FULL)
+            if "nats" in parts:
+                print("6. NATS vs HTTP to the IE", flush=True)
+                results["nats"] = natsbench.run(
+                    workdir / "nats", engine.url, image,
+                    natsbench.QUICK if quick else natsbench.FULL)
             if "burst" in parts:
-                print("6. bursts under Metacontroller's API rate limit", flush=True)
+                print("7. bursts under Metacontroller's API rate limit", flush=True)
                 results["burst"] = burstbench.run(
                     workdir / "burst", engine.url, image,
                     burstbench.QUICK if quick else burstbench.FULL)

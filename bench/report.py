@@ -20,6 +20,7 @@ RSS_TARGET_MB = 120.0
 DEAD_RATIO_TARGET = 1.2
 IEAPI_RATIO_TARGET = 1.2
 E2E_P50_TARGET_MS = 1500.0
+NATS_P50_RATIO_TARGET = 1.2
 BURST_FLOOR_RATIO_TARGET = 2.0  # issue #16: within 2x ieapi's own floor at the shipped flags
 # "flat": at the largest N a sync costs at most this much more than at the smallest N
 FLAT_TOLERANCE = 1.25
@@ -136,6 +137,24 @@ def _plot_e2e(e2e: R, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_nats(nats: R, path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    names = ("http", "nats")
+    labels = ("HTTP", "NATS")
+    for ax, part, title in ((a, nats["sync"], f"Steady sync, {nats['workers']} workers"),
+                            (b, nats["ensure"], "Ensure (IE client, one caller)")):
+        x = range(len(names))
+        ax.bar([i - 0.2 for i in x], [part[n]["p50_ms"] for n in names], 0.4, label="p50")
+        ax.bar([i + 0.2 for i in x], [part[n]["p99_ms"] for n in names], 0.4, label="p99")
+        ax.set_xticks(list(x), labels)
+        ax.set(ylabel="ms", title=title)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 # --------------------------------------------------------------------------- markdown
 
 
@@ -231,6 +250,16 @@ def _targets(res: R) -> list[str]:
                           f"{r:.2f}x ({ie['cycle']['ieapi_ms']['total']} vs "
                           f"{ie['cycle']['sdk_ms']['total']} ms per cycle)",
                           _yes(r <= IEAPI_RATIO_TARGET)))
+    nats = res.get("nats")
+    if nats:
+        worst = max(nats["sync_p50_ratio"], nats["ensure_p50_ratio"])
+        lines.append(_row("NATS ≤ 1.2x HTTP latency at p50",
+                          f"steady sync {nats['sync_p50_ratio']:.2f}x "
+                          f"({nats['sync']['nats']['p50_ms']} vs {nats['sync']['http']['p50_ms']}"
+                          f" ms), ensure {nats['ensure_p50_ratio']:.2f}x "
+                          f"({nats['ensure']['nats']['p50_ms']} vs "
+                          f"{nats['ensure']['http']['p50_ms']} ms)",
+                          _yes(worst <= NATS_P50_RATIO_TARGET)))
     e2e = res.get("e2e")
     if e2e:
         lines.append(_row("apply → Running ≤ 1.5 s p50", f"{e2e['p50_ms']} ms",
@@ -255,7 +284,7 @@ def _targets(res: R) -> list[str]:
 
 def _burst_section(b: R, rel: Path) -> list[str]:
     runs = b["runs"]
-    md = ["## 6. Bursts under Metacontroller's API rate limit", "",
+    md = ["## 7. Bursts under Metacontroller's API rate limit", "",
           f"Measured on {b['date']}, load average {b['load_average_start']} at the start and "
           f"{b['load_average_end']} at the end (this part ran on its own; the machine was "
           "shared, so compare the ratios, measured side by side in one run). The real hooks "
@@ -414,9 +443,43 @@ def write(res: R, out_md: Path, img_dir: Path, *, command: str,
                "apply (customize, intent sync, create sync).", "",
                f"p50 **{e2e['p50_ms']} ms**, min {e2e['min_ms']} ms, max {e2e['max_ms']} ms.", "",
                f"![e2e]({rel}/bench-e2e.png)", ""]
+    nats = res.get("nats")
+    if nats:
+        _plot_nats(nats, img_dir / "bench-nats.png")
+        md += _nats_section(nats, rel)
     b = res.get("burst")
     if b:
         _plot_burst(b, img_dir / "bench-burst.png")
         md += _burst_section(b, rel)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     out_md.write_text("\n".join(md) + "\n")
+
+
+def _nats_section(nats: R, rel: Path) -> list[str]:
+    run = nats.get("run")
+    when = (f" Measured in its own run ({run['machine']['date']}, load average at start "
+            f"{run['machine']['load_average_start']}, at end {run['load_average_end']}, commit "
+            f"{run['machine']['commit']})." if run else "")
+    md = ["## 6. IEs behind NAT: NATS vs direct HTTP", "",
+          f"One private dockerd, two IEs on it: the real ieapi under gunicorn (HTTP) and the real "
+          f"NATS agent behind a real nats-server, {nats['scds_per_ie']} steady SCDs each, the "
+          f"same hooks (production settings) for both. Steady sync: closed loop at "
+          f"Metacontroller's default {nats['workers']} workers, median (by p50) of "
+          f"{nats['windows_per_point']} windows of {nats['window_seconds']:g} s, HTTP and NATS "
+          "alternating; each sync is one ensure to its IE. CPU per sync: the hooks, and the IE "
+          "side (ieapi; agent + nats-server). Ensure: the hooks' IE client in the benchmark "
+          "process ensuring an unchanged container, HTTP and NATS calls interleaved one by "
+          f"one; throughput with {nats['workers']} threads." + when, "",
+          _row("", "HTTP", "NATS", "NATS / HTTP"), _row("---", "---", "---", "---")]
+    sync, ensure = nats["sync"], nats["ensure"]
+    for label, part, key in (("sync p50 ms", sync, "p50_ms"), ("sync p99 ms", sync, "p99_ms"),
+                             ("syncs/s", sync, "rate"),
+                             ("hooks CPU ms/sync", sync, "hooks_cpu_ms_per_sync"),
+                             ("IE-side CPU ms/sync", sync, "ie_cpu_ms_per_sync"),
+                             ("ensure p50 ms", ensure, "p50_ms"),
+                             ("ensure p99 ms", ensure, "p99_ms"),
+                             (f"ensures/s ({nats['workers']} threads)", ensure, "rate")):
+        h, n = part["http"][key], part["nats"][key]
+        md.append(_row(label, h, n, f"{n / h:.2f}" if h else "-"))
+    md += ["", f"![nats]({rel}/bench-nats.png)", ""]
+    return md

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from hooks import logs
+from hooks import logs, metrics
 from hooks.api import EXTENSION, HookContext, bp
 from hooks.broker import BrokerClient
 from hooks.ie import IEClient
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, *, ie_client: IEClient | None =
     secret = SecretFile(settings.hook_secret_file) if settings.hook_secret_file else None
     app.extensions[EXTENSION] = HookContext(settings, reconciler, secret)
     app.register_blueprint(bp)
+    metrics.instrument(app)
     return app
 
 

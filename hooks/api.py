@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from hooks import conditions as cond
+from hooks import metrics
 from hooks.logs import object_logger
 from hooks.protocol import CustomizeRequest, SyncRequest, SyncResponse
 from hooks.reasons import Reason
@@ -27,8 +28,11 @@ from hooks.reconcile import Reconciler
 from hooks.resources import Condition, ConditionStatus, ObjectMeta, first_error
 from hooks.settings import Settings
 from ieapi.secretfile import SecretFile
+from llo_serving.metrics import exposition
 
 EXTENSION = "llo_hooks"
+# Kubelet probes and Prometheus need no hook secret (the NetworkPolicy still applies).
+_PUBLIC_ENDPOINTS = frozenset({"hooks.healthz", "hooks.prometheus_metrics"})
 log = logging.getLogger("hooks.api")
 bp = Blueprint("hooks", __name__)
 
@@ -64,12 +68,12 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
 
 @bp.before_request
 def _authenticate() -> Response | None:
-    """Optional shared secret (LLO_HOOK_SECRET_FILE): `Authorization: Bearer <secret>`, or
-    HTTP Basic with the secret as password. Metacontroller cannot add headers to its webhook
-    calls, but Go's HTTP client turns a URL's userinfo (`http://llo:<secret>@host/scd/sync`)
-    into a Basic header and strips the password from its error messages and events."""
+    """Shared secret (LLO_HOOK_SECRET_FILE; the shipped Deployment sets it): `Authorization:
+    Bearer <secret>`, which Metacontroller v4.16+ sends from the Secret its CompositeControllers'
+    `webhook.authorization` names. HTTP Basic with the secret as password (`webhook.basicAuth`)
+    is accepted too."""
     secret = _ctx().secret
-    if secret is None or request.endpoint == "hooks.healthz":
+    if secret is None or request.endpoint in _PUBLIC_ENDPOINTS:
         return None
     expected = secret.read()
     if expected is None:
@@ -98,6 +102,12 @@ def _http_error(exc: HTTPException) -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     return jsonify({"status": "ok"})
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Every worker's counters (llo_serving.metrics); hooks/metrics.py lists them."""
+    return exposition()
 
 
 def _json_body() -> dict[str, Any]:
@@ -134,8 +144,11 @@ def _hook(kind: str, run: Callable[[Reconciler, SyncRequest], SyncResponse]) -> 
     try:
         answer = run(_ctx().reconciler, req)
     except Exception:
+        metrics.mark_internal_error()
         return jsonify(_fallback(kind, req))
-    return jsonify(answer.wire())
+    wire = answer.wire()
+    metrics.count_condition_changes(kind, req.parent.get("status"), wire.get("status") or {})
+    return jsonify(wire)
 
 
 def _fallback(kind: str, req: SyncRequest) -> dict[str, Any]:

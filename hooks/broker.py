@@ -1,4 +1,5 @@
-"""The Orion-LD client: sets `serviceComponentStatus` on a ServiceComponent entity.
+"""The Orion-LD client: sets `serviceComponentStatus` on a ServiceComponent entity, and finds
+entities by `idPattern` when the instance label does not say exactly which one.
 
 Orion-LD (experimental mode, docs/design.md §2) answers a PATCH of a missing attribute and a
 PATCH of a missing entity both with 404, and a partly applied PATCH with 207. So: PATCH first
@@ -14,6 +15,7 @@ from urllib.parse import quote
 
 import requests
 
+from hooks import metrics
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline, pooled_session, send
 from hooks.observations import BrokerOutcome
@@ -22,6 +24,8 @@ from hooks.settings import Settings
 from ieapi.secretfile import SecretFile
 
 ATTRIBUTE = "serviceComponentStatus"
+SERVICE_COMPONENT = "ServiceComponent"  # the entity type (core context: short name)
+QUERY_LIMIT = 5
 STATUS_URN_PREFIX = "urn:ngsi-ld:ServiceComponentStatus:"
 
 log = logging.getLogger(__name__)
@@ -68,15 +72,41 @@ class BrokerClient:
         return headers
 
     def _send(self, method: str, url: str, body: object, deadline: Deadline,
-              what: str) -> requests.Response:
+              what: str, *, params: dict[str, str] | None = None) -> requests.Response:
         s = self.settings
         verify: bool | str = str(s.broker_ca_bundle) if s.broker_ca_bundle else True
-        return send(self.session, method, url, deadline=deadline,
-                    connect_timeout=s.broker_connect_timeout_seconds,
-                    read_timeout=s.broker_read_timeout_seconds, retries=s.broker_retries,
-                    unreachable=Reason.BROKER_UNREACHABLE, tls_failure=Reason.BROKER_UNREACHABLE,
-                    retry_statuses=(502, 503, 504), what=what, json=body,
-                    headers=self._headers(), verify=verify)
+        headers = self._headers()
+        if body is None:
+            headers.pop("Content-Type")
+        with metrics.broker_call() as answered:
+            response = send(self.session, method, url, deadline=deadline,
+                            connect_timeout=s.broker_connect_timeout_seconds,
+                            read_timeout=s.broker_read_timeout_seconds,
+                            retries=s.broker_retries, unreachable=Reason.BROKER_UNREACHABLE,
+                            tls_failure=Reason.BROKER_UNREACHABLE,
+                            retry_statuses=(502, 503, 504), what=what, json=body,
+                            params=params, headers=headers, verify=verify)
+            answered(response.status_code)
+        return response
+
+    def find_entities(self, entity_type: str, pattern: str, deadline: Deadline) -> list[str]:
+        """Ids of the entities of `entity_type` whose id matches the NGSI-LD `idPattern` (at
+        most QUERY_LIMIT: enough to tell one from several). Raises Temporary/PermanentError."""
+        url = f"{self.settings.broker_url}/ngsi-ld/v1/entities"
+        params = {"type": entity_type, "idPattern": pattern, "limit": str(QUERY_LIMIT)}
+        what = f"broker GET entities type={entity_type} idPattern={pattern}"
+        response = self._send("GET", url, None, deadline, what, params=params)
+        with response:
+            if response.status_code != 200:
+                raise _error(response, what)
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        if not isinstance(body, list):
+            raise TemporaryError(Reason.BROKER_ERROR, f"{what}: the answer is not an array")
+        return [item["id"] for item in body
+                if isinstance(item, dict) and isinstance(item.get("id"), str)]
 
     def set_status(self, entity: str, value: str, deadline: Deadline) -> BrokerOutcome:
         """Make the broker hold `value`. Raises TemporaryError / PermanentError."""

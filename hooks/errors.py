@@ -24,7 +24,7 @@ class Failure(BaseModel):
     http_status: int | None = None
 
 
-class HookError(Exception):
+class PeerError(Exception):
     """Base of the failures a peer client raises; carries a `Reason` for conditions."""
 
     temporary: bool = True
@@ -43,13 +43,13 @@ class HookError(Exception):
                        code=self.code, field=self.field, http_status=self.http_status)
 
 
-class TemporaryError(HookError):
+class TemporaryError(PeerError):
     """Worth retrying soon: the peer is down, slow, or answered 5xx."""
 
     temporary = True
 
 
-class PermanentError(HookError):
+class PermanentError(PeerError):
     """Retrying the same request gives the same answer: needs a spec or config change."""
 
     temporary = False

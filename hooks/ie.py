@@ -1,12 +1,16 @@
 """The client of the IE Docker API (`ieapi`), built on the same contract models as the server.
 
-Every answer is classified once, here: transport failures, timeouts and 5xx are temporary;
-4xx are permanent, with the IE's error code, message and field carried along so a condition
-can say exactly what to fix.
+Two transports carry the same contract, chosen by the scheme of the DIE's `spec.api.url`:
+`http(s)://` is the REST API (a pooled `requests.Session`), `nats://` and `tls://` the
+request-reply subjects the NATS agent serves (`hooks.ienats`, `ieapi.natswire`). Every answer
+is classified once, here, whatever carried it: transport failures, timeouts and 5xx are
+temporary; 4xx are permanent, with the IE's error code, message and field carried along so a
+condition can say exactly what to fix.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -14,8 +18,10 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ValidationError
 
-from hooks.errors import HookError, PermanentError, TemporaryError
+from hooks import metrics
+from hooks.errors import PeerError, PermanentError, TemporaryError
 from hooks.http import Deadline, Suspects, pooled_session, send
+from hooks.ienats import NatsRequester
 from hooks.reasons import Reason
 from hooks.resources import DIE, Placement
 from hooks.settings import Settings
@@ -30,8 +36,11 @@ from ieapi.contract import (
     IEInfo,
     dump_for_ie,
 )
+from ieapi.natsauth import NatsIdentity
+from ieapi.natswire import Answer, Operation, is_nats_url, request_headers, subject
 
 M = TypeVar("M", bound=BaseModel)
+_NO_ANSWER = "no answer within the read timeout"
 
 # Which reason a 4xx answer becomes, by the IE's error code.
 _CODE_REASONS: dict[ErrorCode, Reason] = {
@@ -81,42 +90,45 @@ class IEClient:
         self.tokens = tokens or TokenDir(settings.ie_token_dir)
         # IEs that stopped answering: one call retries them, concurrent ones fail at once.
         self.suspects = Suspects()
+        self.nats = NatsRequester(
+            NatsIdentity(user=settings.nats_user, password_file=settings.nats_password_file,
+                         nkey_seed_file=settings.nats_nkey_seed_file,
+                         creds_file=settings.nats_creds_file, ca_file=settings.nats_ca_bundle),
+            connect_timeout=settings.ie_connect_timeout_seconds)
 
     # ------------------------------------------------------------------ calls
 
     def ensure(self, ep: Endpoint, name: str, spec: ContainerSpec,
                deadline: Deadline) -> ContainerStatus:
         """PUT: create, replace or keep the container (idempotent by contract)."""
-        response = self._call("PUT", ep, _container_path(name), deadline,
-                              what=f"ensure {name} on IE {ep.ie!r}", json=dump_for_ie(spec))
-        return self._parse(response, ContainerStatus, ep, "ensure")
+        answer = self._call(Operation.ENSURE, ep, name, deadline,
+                            what=f"ensure {name} on IE {ep.ie!r}", body=dump_for_ie(spec))
+        return _parse(answer, ContainerStatus, ep, "ensure")
 
     def get(self, ep: Endpoint, name: str, deadline: Deadline) -> ContainerStatus | None:
         """GET: the container's status, or None when the IE has no such container."""
         what = f"get {name} on IE {ep.ie!r}"
-        response = self._call("GET", ep, _container_path(name), deadline, what=what,
-                              allow=(404,))
-        if response.status_code == 404:
-            with response:
-                if _error_code(response) is ErrorCode.NOT_FOUND:
-                    return None  # the IE API says so; a bare 404 may be a wrong URL
-                raise _error(response, what)
-        return self._parse(response, ContainerStatus, ep, "get")
+        answer = self._call(Operation.GET, ep, name, deadline, what=what, allow=(404,))
+        if answer.status == 404:
+            if _error_code(answer) is ErrorCode.NOT_FOUND:
+                return None  # the IE API says so; a bare 404 may be a wrong URL
+            raise _error(answer, what)
+        return _parse(answer, ContainerStatus, ep, "get")
 
     def delete(self, ep: Endpoint, name: str, deadline: Deadline) -> DeleteResult:
         """DELETE: absent counts as success (`deleted: false`)."""
-        response = self._call("DELETE", ep, _container_path(name), deadline,
-                              what=f"delete {name} on IE {ep.ie!r}")
-        return self._parse(response, DeleteResult, ep, "delete")
+        answer = self._call(Operation.DELETE, ep, name, deadline,
+                            what=f"delete {name} on IE {ep.ie!r}")
+        return _parse(answer, DeleteResult, ep, "delete")
 
     def list(self, ep: Endpoint, deadline: Deadline) -> ContainerList:
-        response = self._call("GET", ep, "/v1/containers", deadline,
-                              what=f"list containers on IE {ep.ie!r}")
-        return self._parse(response, ContainerList, ep, "list")
+        answer = self._call(Operation.LIST, ep, None, deadline,
+                            what=f"list containers on IE {ep.ie!r}")
+        return _parse(answer, ContainerList, ep, "list")
 
     def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
-        response = self._call("GET", ep, "/v1/info", deadline, what=f"info of IE {ep.ie!r}")
-        return self._parse(response, IEInfo, ep, "info")
+        answer = self._call(Operation.INFO, ep, None, deadline, what=f"info of IE {ep.ie!r}")
+        return _parse(answer, IEInfo, ep, "info")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -136,50 +148,97 @@ class IEClient:
             return False
         return str(self.settings.ie_ca_bundle) if self.settings.ie_ca_bundle else True
 
-    def _call(self, method: str, ep: Endpoint, path: str, deadline: Deadline, *, what: str,
-              allow: tuple[int, ...] = (), **kwargs: Any) -> requests.Response:
+    def _call(self, operation: Operation, ep: Endpoint, name: str | None, deadline: Deadline,
+              *, what: str, allow: tuple[int, ...] = (),
+              body: dict[str, Any] | None = None) -> Answer:
+        with metrics.ie_call(ep.ie) as answered:  # counted and timed, whatever the transport
+            if is_nats_url(ep.url):
+                answer = self._over_nats(operation, ep, name, deadline, what=what, body=body)
+            else:
+                answer = self._over_http(operation, ep, name, deadline, what=what, body=body)
+            answered(answer.status)
+        if answer.status < 400 or answer.status in allow:
+            return answer
+        raise _error(answer, what)
+
+    def _over_http(self, operation: Operation, ep: Endpoint, name: str | None,
+                   deadline: Deadline, *, what: str, body: dict[str, Any] | None) -> Answer:
+        method, path = _HTTP_ROUTES[operation]
+        if name is not None:
+            path += "/" + quote(name, safe="")
         s = self.settings
+        kwargs: dict[str, Any] = {} if body is None else {"json": body}
         response = send(self.session, method, ep.url.rstrip("/") + path, deadline=deadline,
                         connect_timeout=s.ie_connect_timeout_seconds,
                         read_timeout=s.ie_read_timeout_seconds, retries=s.ie_retries,
                         unreachable=Reason.IE_UNREACHABLE, tls_failure=Reason.IE_TLS_ERROR,
                         retry_statuses=(503,), what=what, headers=self._headers(ep),
                         verify=self._verify(ep), suspects=self.suspects, **kwargs)
-        if response.status_code < 400 or response.status_code in allow:
-            return response
         with response:
-            raise _error(response, what)
+            return Answer(status=response.status_code, content=response.content,
+                          reason=response.reason or "")
 
-    @staticmethod
-    def _parse(response: requests.Response, model: type[M], ep: Endpoint, what: str) -> M:
-        with response:
-            try:
-                return model.model_validate_json(response.content)
-            except ValidationError as exc:
-                raise TemporaryError(
-                    Reason.IE_ERROR, f"{what} on IE {ep.ie!r}: unexpected answer "
-                    f"(HTTP {response.status_code}, not a {model.__name__})") from exc
+    def _over_nats(self, operation: Operation, ep: Endpoint, name: str | None,
+                   deadline: Deadline, *, what: str, body: dict[str, Any] | None) -> Answer:
+        """One request on the IE's subject (no token: the NATS server authenticates us).
+        A timed-out IE is a suspect exactly as over HTTP: while one call retries it, the
+        others fail at once instead of each holding a hook thread."""
+        s = self.settings
+        _, read = deadline.timeouts(s.ie_connect_timeout_seconds, s.ie_read_timeout_seconds,
+                                    what)
+        origin = f"{ep.url}#{ep.ie}"
+        known, probe = self.suspects.admit(origin)
+        if known is not None:
+            raise TemporaryError(Reason.IE_UNREACHABLE, f"{what}: {known}")
+        answered, failure = False, None
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else b""
+        try:
+            answer = self.nats.request(
+                ep.url, subject(s.nats_subject_prefix, ep.ie, operation),
+                request_headers(operation, name), data, timeout=read, what=what)
+            answered = True
+            return answer
+        except TemporaryError as exc:
+            if exc.message.endswith(_NO_ANSWER):
+                failure = _NO_ANSWER
+            raise
+        finally:
+            self.suspects.done(origin, probe=probe, answered=answered, failure=failure)
+
+# The REST route of each operation (the container name, quoted, is appended when it has one).
+_HTTP_ROUTES: dict[Operation, tuple[str, str]] = {
+    Operation.INFO: ("GET", "/v1/info"),
+    Operation.LIST: ("GET", "/v1/containers"),
+    Operation.ENSURE: ("PUT", "/v1/containers"),
+    Operation.GET: ("GET", "/v1/containers"),
+    Operation.DELETE: ("DELETE", "/v1/containers"),
+}
 
 
-def _container_path(name: str) -> str:
-    return "/v1/containers/" + quote(name, safe="")
-
-
-def _error_code(response: requests.Response) -> ErrorCode | None:
+def _parse(answer: Answer, model: type[M], ep: Endpoint, what: str) -> M:
     try:
-        return ErrorBody.model_validate_json(response.content).error.code
+        return model.model_validate_json(answer.content)
+    except ValidationError as exc:
+        raise TemporaryError(
+            Reason.IE_ERROR, f"{what} on IE {ep.ie!r}: unexpected answer "
+            f"(HTTP {answer.status}, not a {model.__name__})") from exc
+
+
+def _error_code(answer: Answer) -> ErrorCode | None:
+    try:
+        return ErrorBody.model_validate_json(answer.content).error.code
     except ValidationError:
         return None
 
 
-def _error(response: requests.Response, what: str) -> HookError:
+def _error(answer: Answer, what: str) -> PeerError:
     """Classify an error answer, using the IE's ErrorBody when it sent one."""
-    status = response.status_code
+    status = answer.status
     code: ErrorCode | None = None
-    message = response.reason or ""
+    message = answer.reason
     field: str | None = None
     try:
-        detail = ErrorBody.model_validate_json(response.content).error
+        detail = ErrorBody.model_validate_json(answer.content).error
         code, message, field = detail.code, detail.message, detail.field
     except ValidationError:
         pass

@@ -42,7 +42,7 @@ _FORCE_HINT = f"delete their ServiceComponentDockers, or set annotation " \
 
 
 @dataclass(frozen=True)
-class DIEOutcome:
+class DIEReport:
     status: DIEStatus
     resync_after_seconds: float
     finalized: bool = False
@@ -69,7 +69,7 @@ def _not_ready_resync(status: DIEStatus, now: datetime, settings: Settings) -> f
 
 
 def report_die(die: DIE, probe: IEInfo | Failure, now: datetime,
-               settings: Settings) -> DIEOutcome:
+               settings: Settings) -> DIEReport:
     """Status from one `GET /v1/info`. apiReady: answered, and with the expected IE id."""
     old = die.status or DIEStatus()
     cs = _conditions(die.status, die.metadata, now)
@@ -84,7 +84,7 @@ def report_die(die: DIE, probe: IEInfo | Failure, now: datetime,
         status = old.model_copy(update={
             "api_ready": False, "reason": str(probe.reason), "message": probe.message,
             "conditions": cs.result(), "observed_generation": None})
-        return DIEOutcome(status, _not_ready_resync(status, now, settings))
+        return DIEReport(status, _not_ready_resync(status, now, settings))
     matches = probe.ie_id == die.spec.id
     cs.set(REACHABLE, (True, Reason.REACHABLE, "the IE API answered"))
     if matches:
@@ -103,12 +103,12 @@ def report_die(die: DIE, probe: IEInfo | Failure, now: datetime,
         memory_bytes=probe.memory_bytes, allow_privileged=probe.allow_privileged,
         conditions=cs.result())
     if matches:
-        return DIEOutcome(status, settings.die_resync_seconds)
-    return DIEOutcome(status, _not_ready_resync(status, now, settings))
+        return DIEReport(status, settings.die_resync_seconds)
+    return DIEReport(status, _not_ready_resync(status, now, settings))
 
 
 def finalize_die(die: DIE, listing: ContainerList | Failure | None, now: datetime,
-                 settings: Settings) -> DIEOutcome:
+                 settings: Settings) -> DIEReport:
     """Hold the DIE while its IE still runs managed containers (or cannot be asked), unless
     annotation force-delete: "true". `listing` is None when it was not asked (forced)."""
     old = die.status or DIEStatus()
@@ -135,15 +135,15 @@ def finalize_die(die: DIE, listing: ContainerList | Failure | None, now: datetim
     status = old.model_copy(update={"reason": str(reason), "message": message,
                                     "conditions": cs.result(), "observed_generation": None})
     if finalized:
-        return DIEOutcome(status, 0.0, finalized=True)
+        return DIEReport(status, 0.0, finalized=True)
     if reason is Reason.MANAGED_CONTAINERS_REMAIN:  # waiting for SCD deletions: poll steadily
-        return DIEOutcome(status, settings.die_resync_seconds)
+        return DIEReport(status, settings.die_resync_seconds)
     deleted_at = cond.parse_time(die.metadata.deletion_timestamp) or now
-    return DIEOutcome(status, backoff(max(0.0, (now - deleted_at).total_seconds()), settings))
+    return DIEReport(status, backoff(max(0.0, (now - deleted_at).total_seconds()), settings))
 
 
 def report_invalid(meta: ObjectMeta, old: DIEStatus, message: str, now: datetime,
-                   settings: Settings, *, finalizing: bool) -> DIEOutcome:
+                   settings: Settings, *, finalizing: bool) -> DIEReport:
     """A DIE whose spec cannot be read: never usable; deletion held unless forced (its IE
     cannot be asked whether containers remain)."""
     cs = _conditions(old, meta, now)
@@ -157,5 +157,5 @@ def report_invalid(meta: ObjectMeta, old: DIEStatus, message: str, now: datetime
     status = old.model_copy(update={"api_ready": False, "reason": str(Reason.INVALID_SPEC),
                                     "message": message, "conditions": cs.result(),
                                     "observed_generation": None})
-    return DIEOutcome(status, 0.0 if forced else settings.resync_permanent_seconds,
+    return DIEReport(status, 0.0 if forced else settings.resync_permanent_seconds,
                       finalized=forced)

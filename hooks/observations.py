@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from hooks.errors import Failure
 from hooks.reasons import Reason
-from hooks.resources import Placement
-from ieapi.contract import ContainerSpec, ContainerStatus
+from hooks.resources import EntitySource, Placement
+from ieapi.contract import ContainerStatus
 
 
 class ActionKind(StrEnum):
@@ -28,7 +28,6 @@ class Action:
 
     kind: ActionKind
     target: Placement
-    spec: ContainerSpec | None = None  # ensure only
 
     @property
     def key(self) -> tuple[str, str]:
@@ -79,14 +78,21 @@ class Observation(_Data):
 class BrokerOutcome(StrEnum):
     ACCEPTED = "Accepted"
     ENTITY_NOT_FOUND = "EntityNotFound"
+    ENTITY_AMBIGUOUS = "EntityAmbiguous"  # the idPattern query found several: nothing written
 
 
 class BrokerObservation(_Data):
-    """The answer to one attempt to set `value` on the ServiceComponent entity."""
+    """The answer to one attempt to set `value` on the ServiceComponent entity: `entity` is
+    the id written (or tried), `source` how it was found, `pattern` the idPattern query made
+    (if any) and `candidates` what it found when that was more than one."""
 
     value: str
     outcome: BrokerOutcome | None = None
     failure: Failure | None = None
+    entity: str | None = None
+    source: EntitySource | None = None
+    pattern: str | None = None
+    candidates: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _shape(self) -> BrokerObservation:

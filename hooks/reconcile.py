@@ -17,13 +17,18 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from hooks import brokerstatus, infrastructure, servicecomponent, teardown
-from hooks.broker import BrokerClient
-from hooks.brokerstatus import entity_id
-from hooks.errors import HookError
+from hooks.broker import SERVICE_COMPONENT, BrokerClient
+from hooks.errors import PeerError
 from hooks.http import Deadline
 from hooks.ie import Endpoint, IEClient
 from hooks.logs import ObjectLogger, object_logger
-from hooks.observations import Action, ActionKind, BrokerObservation, Observation
+from hooks.observations import (
+    Action,
+    ActionKind,
+    BrokerObservation,
+    BrokerOutcome,
+    Observation,
+)
 from hooks.protocol import (
     CustomizeRequest,
     CustomizeResponse,
@@ -37,6 +42,7 @@ from hooks.resources import (
     DIE_RELATED_KEY,
     DIE_RESOURCE,
     DIEStatus,
+    EntitySource,
     ObjectMeta,
     SCDObject,
     dump,
@@ -76,27 +82,28 @@ class Reconciler:
             api_version=API_VERSION, resource=DIE_RESOURCE, names=[hostname])])
 
     def scd(self, req: SyncRequest, *, finalizing: bool) -> SyncResponse:
-        outcome = self.reconcile_scd(req, finalizing=finalizing)
-        return SyncResponse(status=outcome.status_json(),
-                            resync_after_seconds=outcome.resync_after_seconds,
-                            finalized=outcome.finalized)
+        report = self.reconcile_scd(req, finalizing=finalizing)
+        return SyncResponse(status=report.status_json(),
+                            resync_after_seconds=report.resync_after_seconds,
+                            finalized=report.finalized)
 
-    def reconcile_scd(self, req: SyncRequest, *, finalizing: bool) -> servicecomponent.Outcome:
-        """One SCD sync (or finalize): the calls in their order, then the outcome, including
+    def reconcile_scd(self, req: SyncRequest, *, finalizing: bool) -> servicecomponent.SCDReport:
+        """One SCD sync (or finalize): the calls in their order, then the report, including
         what only the log hears of (containers released without a confirmed delete)."""
         scd = read_scd(req.parent)
-        log = object_logger("scd", scd.metadata.namespace, scd.metadata.name)
+        log = object_logger("scd", scd.metadata.namespace, scd.metadata.name,
+                            ie=scd.spec.selected_ie.hostname if scd.spec else None)
         die = self._selected_die(req, scd)
         deadline = Deadline(self.settings.hook_budget_seconds)
         if not self.broker.enabled:
             self.broker.log_disabled_once()
         if finalizing or req.finalizing:
-            outcome = self._finalize_scd(scd, die, deadline, log)
+            report = self._finalize_scd(scd, die, deadline, log)
         else:
-            outcome = self._sync_scd(scd, die, deadline, log)
+            report = self._sync_scd(scd, die, deadline, log)
         self._log_change(log, (scd.status.phase, scd.status.reason),
-                         (outcome.status.phase, outcome.status.reason), outcome.status.message)
-        return outcome
+                         (report.status.phase, report.status.reason), report.status.message)
+        return report
 
     @staticmethod
     def _selected_die(req: SyncRequest, scd: SCDObject) -> DIE | None:
@@ -105,8 +112,8 @@ class Reconciler:
         return read_die(req.related_object(DIE_RELATED_KEY, scd.spec.selected_ie.hostname))
 
     def _sync_scd(self, scd: SCDObject, die: DIE | None, deadline: Deadline,
-                  log: ObjectLogger) -> servicecomponent.Outcome:
-        plan = servicecomponent.plan(scd, die)
+                  log: ObjectLogger) -> servicecomponent.SCDReport:
+        plan = servicecomponent.sync_plan(scd, die)
         log.debug("stage %s, actions %s", plan.stage.value,
                   [f"{a.kind.value}@{a.target.ie}" for a in plan.actions])
         container_calls = [a for a in plan.actions if a.kind is not ActionKind.DELETE]
@@ -120,23 +127,21 @@ class Reconciler:
                                        now=self.clock(), settings=self.settings)
 
     def _finalize_scd(self, scd: SCDObject, die: DIE | None, deadline: Deadline,
-                      log: ObjectLogger) -> servicecomponent.Outcome:
+                      log: ObjectLogger) -> servicecomponent.SCDReport:
         now = self.clock()
         fplan = teardown.finalize_plan(scd, die, self.settings)
         attempts = self._broker_call(scd, fplan.removing, deadline, log)
         observations = self.execute(fplan.actions, None, deadline, log)
-        decision = teardown.finalize_decision(scd, fplan, observations, now,
-                                                      self.settings)
-        finished = teardown.finished_request(scd, fplan, decision, attempts,
-                                                     self.settings)
-        attempts += self._broker_call(scd, finished, deadline, log)
-        outcome = teardown.finalize_report(scd, decision, attempts, now=now,
-                                                   settings=self.settings)
-        for p in outcome.orphaned:
+        decision = teardown.finalize_decision(scd, fplan, observations, now, self.settings)
+        finished = teardown.finished_request(scd, fplan, decision, attempts, self.settings)
+        attempts += self._broker_call(scd, finished, deadline, log, attempts)
+        report = teardown.finalize_report(scd, decision, attempts, now=now,
+                                          settings=self.settings)
+        for p in report.orphaned:
             log.warning("finalizer released (%s) without a confirmed delete: container %r may "
                         "be left on IE %r (%s)", decision.reason.value, p.container, p.ie,
                         p.api_url)
-        return outcome
+        return report
 
     # ------------------------------------------------------------------ DIE
 
@@ -157,7 +162,7 @@ class Reconciler:
             out = infrastructure.report_invalid(meta, old, message, now, self.settings,
                                                 finalizing=finalizing or req.finalizing)
             return self._die_response(out)
-        log = object_logger("die", None, die.metadata.name)
+        log = object_logger("die", None, die.metadata.name, ie=die.metadata.name)
         ep = Endpoint.of_die(die)
         if finalizing or req.finalizing:
             listing: ContainerList | None = None
@@ -165,7 +170,7 @@ class Reconciler:
             if not die.force_delete:
                 try:
                     listing = self.ie.list(ep, deadline)
-                except HookError as exc:
+                except PeerError as exc:
                     failure = exc.failure()
             out = infrastructure.finalize_die(die, listing or failure, now, self.settings)
             if out.finalized and die.force_delete:
@@ -175,7 +180,7 @@ class Reconciler:
             probe: IEInfo | None = None
             try:
                 probe = self.ie.info(ep, deadline)
-            except HookError as exc:
+            except PeerError as exc:
                 out = infrastructure.report_die(die, exc.failure(), now, self.settings)
             else:
                 out = infrastructure.report_die(die, probe, now, self.settings)
@@ -185,7 +190,7 @@ class Reconciler:
         return self._die_response(out)
 
     @staticmethod
-    def _die_response(out: infrastructure.DIEOutcome) -> SyncResponse:
+    def _die_response(out: infrastructure.DIEReport) -> SyncResponse:
         return SyncResponse(status=dump(out.status),
                             resync_after_seconds=out.resync_after_seconds,
                             finalized=out.finalized)
@@ -211,24 +216,43 @@ class Reconciler:
                     result = self.ie.delete(ep, target.container, deadline)
                     out.append(Observation(kind=action.kind, ie=target.ie,
                                            deleted=result.deleted))
-            except HookError as exc:
+            except PeerError as exc:
                 level = logging.INFO if exc.temporary else logging.WARNING
                 log.log(level, "%s", exc.message)
                 out.append(Observation(kind=action.kind, ie=target.ie, failure=exc.failure()))
         return out
 
     def _broker_call(self, scd: SCDObject, value: str | None, deadline: Deadline,
-                     log: ObjectLogger) -> list[BrokerObservation]:
-        eid = entity_id(scd.metadata)
-        if value is None or eid is None:
+                     log: ObjectLogger, earlier: Sequence[BrokerObservation] = (),
+                     ) -> list[BrokerObservation]:
+        """Set `value` on the SCD's entity (brokerstatus.entity_target says which). A decoded
+        label the broker does not have is looked up once by idPattern; only a single match
+        is written, so a wrong entity never is."""
+        target = brokerstatus.entity_target(scd, earlier)
+        if value is None or target is None:
             return []
+        entity, source, pattern = target.entity, target.source, None
         try:
-            outcome = self.broker.set_status(eid, value, deadline)
-        except HookError as exc:
+            outcome = self.broker.set_status(entity, value, deadline)
+            if outcome is BrokerOutcome.ENTITY_NOT_FOUND and target.pattern is not None:
+                pattern = target.pattern
+                found = self.broker.find_entities(SERVICE_COMPONENT, pattern, deadline)
+                if len(found) > 1:
+                    log.warning("broker: label %s matches several entities (%s): nothing "
+                                "written", target.label, ", ".join(found))
+                    return [BrokerObservation(
+                        value=value, outcome=BrokerOutcome.ENTITY_AMBIGUOUS, entity=entity,
+                        pattern=pattern, candidates=tuple(found))]
+                if found:
+                    entity, source = found[0], EntitySource.QUERY
+                    outcome = self.broker.set_status(entity, value, deadline)
+        except PeerError as exc:
             log.info("%s", exc.message)
-            return [BrokerObservation(value=value, failure=exc.failure())]
-        log.info("broker: %s serviceComponentStatus=%s: %s", eid, value, outcome.value)
-        return [BrokerObservation(value=value, outcome=outcome)]
+            return [BrokerObservation(value=value, failure=exc.failure(), entity=entity,
+                                      pattern=pattern)]
+        log.info("broker: %s serviceComponentStatus=%s: %s", entity, value, outcome.value)
+        return [BrokerObservation(value=value, outcome=outcome, entity=entity, source=source,
+                                  pattern=pattern)]
 
     @staticmethod
     def _log_change(log: ObjectLogger, old: tuple[object, object], new: tuple[object, object],

@@ -85,7 +85,10 @@ CONTAINER_READY = "ContainerReady"  # the serving container runs (job: exited 0)
 BROKER_SYNCED = "BrokerSynced"     # Orion-LD holds the ServiceComponentStatus this status calls for
 MIGRATED = "Migrated"              # only once selectedIE has changed: is the move done?
 CLEANED_UP = "CleanedUp"           # only once there were old containers: are they all deleted?
-SCD_CONDITION_ORDER = (READY, IE_READY, CONTAINER_READY, BROKER_SYNCED, MIGRATED, CLEANED_UP)
+OVERLAY_READY = "OverlayReady"     # only with a networkOverlay: is wg0 up in the container?
+COMPLETE = "Complete"              # jobs only: the container exited (JobSucceeded or JobFailed)
+SCD_CONDITION_ORDER = (READY, COMPLETE, IE_READY, CONTAINER_READY, OVERLAY_READY, BROKER_SYNCED,
+                       MIGRATED, CLEANED_UP)
 
 
 class ConditionStatus(StrEnum):
@@ -174,6 +177,19 @@ class Migration(_Model):
     to: Placement
 
 
+class OverlayInfo(_Model):
+    """The container's WireGuard interface as its IE reports it (never a key)."""
+
+    interface: str = "wg0"
+    address: str
+    mode: str = Field(default="", description="kernel or userspace")
+    state: str = Field(description="up, pending or down")
+    last_handshake: str = Field(
+        default="never", description="Age of the latest handshake in buckets (<3m, <10m, <1h, "
+        ">1h, never): a live tunnel with a keepalive always reads <3m, so the status does not "
+        "change on every sync")
+
+
 class ContainerInfo(_Model):
     id: str | None = None
     state: str
@@ -185,6 +201,21 @@ class ContainerInfo(_Model):
     finished_at: str | None = None
     ports: list[PublishedPort] = Field(default_factory=list)
     network: str | None = None
+    overlay: OverlayInfo | None = None
+
+
+class FailureInfo(_Model):
+    """The container's failure as the IE reported it, shaped after a Pod's
+    `state.terminated` with `terminationMessagePolicy: FallbackToLogsOnError`: exit code, time
+    and the end of its output (ieapi.tail: at most 80 lines and 2,048 bytes, newest kept).
+    Present while the container has failed (exited non-zero, restarting, dead); gone once it
+    runs again."""
+
+    exit_code: int | None = None
+    finished_at: str | None = None
+    restart_count: int = 0
+    last_output: str = ""
+    last_output_truncated: bool = False
 
 
 class PullInfo(_Model):
@@ -195,8 +226,18 @@ class PullInfo(_Model):
     message: str = ""
 
 
+class EntitySource(StrEnum):
+    """How status.broker.entityId was found (hooks/brokerstatus.py `entity_target`)."""
+
+    ANNOTATION = "Annotation"  # the exact annotation llo.aeros-project.eu/entity-id
+    LABEL = "Label"            # decoded from the instance label; the broker accepted a write
+    QUERY = "Query"            # the one entity an idPattern query for the label found
+
+
 class BrokerInfo(_Model):
     entity_id: str | None = None
+    entity_source: EntitySource | None = Field(
+        default=None, description="How entityId was found; unset while it is only a guess")
     desired: str | None = Field(
         default=None, description="ServiceComponentStatus this status calls for")
     reported: str | None = Field(
@@ -205,34 +246,36 @@ class BrokerInfo(_Model):
     message: str = ""
 
 
+class Names(_Model):
+    """The SCD's names on its IE (hooks/names.py): equal to the SCD name when they fit."""
+
+    container: str = Field(description="Container name on the IE, without the IE's prefix")
+    alias: str = Field(description="DNS name of the component on its service network")
+
+
 class SCDStatus(_Model):
     phase: Phase = Phase.PENDING
     reason: str = ""
     message: str = ""
     ie: str | None = Field(default=None, description="IE hostname running the container")
+    names: Names | None = None
     placement: Placement | None = None
     migration: Migration | None = None
     pending_cleanups: list[Cleanup] = Field(default_factory=list)
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None
     pull: PullInfo | None = None
     broker: BrokerInfo | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
 
 
-class SCD(_Model):
-    api_version: str = API_VERSION
-    kind: str = SCD_KIND
-    metadata: ObjectMeta
-    spec: SCDSpec
-    status: SCDStatus | None = None
-
-
 # ------------------------------------------------------------------ DockerInfrastructureElement
 
 
 class DIEApi(_Model):
-    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081")
+    url: str = Field(description="Base URL of the IE Docker API, e.g. http://10.0.0.5:8081, or "
+                     "the NATS server its agent dials out to (nats:// or tls://)")
     token_key: str | None = Field(
         default=None, description="File name of the bearer token in the hooks' token directory; "
         "defaults to the DIE name")

@@ -27,8 +27,7 @@ def backoff(elapsed_seconds: float, settings: Settings) -> float:
                max(settings.resync_error_base_seconds, elapsed_seconds / 2.0))
 
 
-def seconds(pace: Pace, settings: Settings, *, error_elapsed: float = 0.0,
-            steady: float | None = None) -> float:
+def seconds(pace: Pace, settings: Settings, *, error_elapsed: float = 0.0) -> float:
     """resyncAfterSeconds for `pace`; `error_elapsed` feeds the backoff.
 
     INTENT has its own short pace because the CompositeControllers ignore status-only updates
@@ -41,5 +40,5 @@ def seconds(pace: Pace, settings: Settings, *, error_elapsed: float = 0.0,
     if pace is Pace.ERROR:
         return backoff(error_elapsed, settings)
     if pace is Pace.STEADY:
-        return settings.resync_steady_seconds if steady is None else steady
+        return settings.resync_steady_seconds
     return settings.resync_permanent_seconds

@@ -1,6 +1,6 @@
 """ServiceComponentDocker decisions, free of I/O: plan → (the I/O layer acts) → report.
 
-`plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
+`sync_plan()` decides which IE calls to make from the SCD, its old status and the related DIE.
 `assess()` turns what the IEs answered into the phase (and so the broker value), and `report()`
 builds the new status and resyncAfterSeconds. Deletion is `hooks.teardown`; what the broker
 part of the status says is `hooks.brokerstatus`. The rules are docs/architecture.md "Hooks: the
@@ -10,6 +10,7 @@ an IE that the *old* status already names: a new IE is first recorded (intent), 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
@@ -18,6 +19,7 @@ from enum import StrEnum
 from pydantic import ValidationError
 
 from hooks import conditions as cond
+from hooks import names
 from hooks.brokerstatus import BROKER_VALUE, broker_report
 from hooks.errors import Failure
 from hooks.observations import (
@@ -30,18 +32,23 @@ from hooks.reasons import Reason
 from hooks.resources import (
     BROKER_SYNCED,
     CLEANED_UP,
+    COMPLETE,
     CONTAINER_READY,
     DIE,
     IE_READY,
     LABEL_INSTANCE,
     LABEL_PART_OF,
     MIGRATED,
+    OVERLAY_READY,
     READY,
     SCD_CONDITION_ORDER,
     Cleanup,
     ConditionStatus,
     ContainerInfo,
+    FailureInfo,
     Migration,
+    Names,
+    OverlayInfo,
     Phase,
     Placement,
     PullInfo,
@@ -53,14 +60,19 @@ from hooks.resources import (
 from hooks.resync import Pace
 from hooks.resync import seconds as pace_seconds
 from hooks.settings import Settings
+from ieapi import tail
 from ieapi.contract import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    OverlayReason,
+    OverlayState,
     Owner,
     PullProgress,
     is_valid_container_name,
 )
+from ieapi.overlayspec import OverlayInputError, handshake_age_bucket
+from ieapi.overlayspec import parse as parse_overlay
 
 # Gate reasons that end a migration in flight (docs/migration.md): the target IE is leaving.
 TARGET_WITHDRAWN = frozenset({Reason.IE_TERMINATING, Reason.IE_NOT_FOUND})
@@ -71,10 +83,23 @@ IE_FAILURES = frozenset({
     Reason.TOKEN_MISSING, Reason.DEADLINE_EXCEEDED,
 })
 
+# Input an overlay cannot be built from: its own OverlayReady reason (else InvalidSpec).
+OVERLAY_INPUT_REASONS = {
+    OverlayReason.BAD_KEY: Reason.BAD_KEY,
+    OverlayReason.BAD_ADDRESS: Reason.BAD_ADDRESS,
+    OverlayReason.BAD_ENDPOINT: Reason.BAD_ENDPOINT,
+}
+
 
 def container_name(scd: SCDObject) -> str:
-    """`<namespace>.<name>`: a namespace has no dot, so the IE can split it (architecture.md)."""
-    return f"{scd.namespace}.{scd.metadata.name}"
+    """`<namespace>.<name>`, cut with a hash when too long (hooks/names.py)."""
+    return names.container_key(scd.namespace, scd.metadata.name)
+
+
+def ie_names(scd: SCDObject) -> Names:
+    """What status.names shows: the container name and the DNS alias on the IE."""
+    return Names(container=container_name(scd),
+                 alias=names.dns_alias(scd.namespace, scd.metadata.name))
 
 
 def build_container_spec(scd: SCDObject) -> ContainerSpec:
@@ -92,7 +117,8 @@ def build_container_spec(scd: SCDObject) -> ContainerSpec:
             image=spec.image, registry_auth=spec.image_registry, ports=spec.ports,
             expose_ports=spec.expose_ports, env_vars=spec.env_vars, cli_args=spec.cli_args,
             privileged=spec.privileged, is_job=spec.is_job,
-            service=labels.get(LABEL_PART_OF) or None, alias=scd.metadata.name,
+            service=labels.get(LABEL_PART_OF) or None,
+            alias=names.dns_alias(scd.namespace, scd.metadata.name),
             component=labels.get(LABEL_INSTANCE) or None,
             owner=Owner(namespace=scd.namespace, name=scd.metadata.name, uid=scd.metadata.uid),
             network_overlay=spec.network_overlay)
@@ -161,7 +187,7 @@ class Stage(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Plan:
+class SyncPlan:
     stage: Stage
     gate: Gate | None
     placement: Placement | None
@@ -171,6 +197,7 @@ class Plan:
     spec: ContainerSpec | None = None
     spec_error: str | None = None
     abandoned: tuple[Placement, ...] = ()  # migration targets given up in this plan
+    spec_reason: Reason = Reason.INVALID_SPEC  # why spec is None (an overlay has its own)
 
     def action(self, kind: ActionKind, ie: str) -> Action | None:
         return next((a for a in self.actions if a.kind is kind and a.target.ie == ie), None)
@@ -189,7 +216,7 @@ def _refreshed(recorded: Placement, current: Placement | None) -> Placement:
     return current
 
 
-def plan(scd: SCDObject, die: DIE | None) -> Plan:
+def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
     """Decide the IE calls of one sync. `die` is the related DIE named by selectedIE."""
     old = scd.status
     placement = old.placement
@@ -205,8 +232,14 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
 
     spec: ContainerSpec | None = None
     spec_error: str | None = None
+    spec_reason = Reason.INVALID_SPEC
     try:
         spec = build_container_spec(scd)
+        if spec.network_overlay is not None:  # the IE would refuse it: say why before a call
+            parse_overlay(spec.network_overlay)
+    except OverlayInputError as exc:
+        spec, spec_error = None, f"spec.{exc.field}: {exc.message}"
+        spec_reason = OVERLAY_INPUT_REASONS.get(exc.reason, Reason.INVALID_SPEC)
     except ValueError as exc:
         spec_error = str(exc)
 
@@ -230,7 +263,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             if g.existing_ok:
                 placement = _refreshed(placement, g.target)
                 stage = Stage.PLACED
-                actions.append(Action(ActionKind.ENSURE, placement, spec))
+                actions.append(Action(ActionKind.ENSURE, placement))
             else:
                 stage = Stage.PLACED_GATE_CLOSED
         else:
@@ -247,7 +280,7 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
                 if g.existing_ok:
                     migration = _refreshed(migration, g.target)
                     stage = Stage.MIGRATING
-                    actions.append(Action(ActionKind.ENSURE, migration, spec))
+                    actions.append(Action(ActionKind.ENSURE, migration))
                 else:
                     stage = Stage.MIGRATION_BLOCKED
             elif g.open:
@@ -267,9 +300,9 @@ def plan(scd: SCDObject, die: DIE | None) -> Plan:
             continue
         kept.append(c)
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
-    return Plan(stage=stage, gate=g, placement=placement, migration=migration,
-                cleanups=tuple(kept), actions=tuple(actions), spec=spec, spec_error=spec_error,
-                abandoned=tuple(abandoned))
+    return SyncPlan(stage=stage, gate=g, placement=placement, migration=migration,
+                    cleanups=tuple(kept), actions=tuple(actions), spec=spec,
+                    spec_error=spec_error, abandoned=tuple(abandoned), spec_reason=spec_reason)
 
 
 # =========================================================================== assess
@@ -289,13 +322,64 @@ class Verdict:
     ie_failure: Failure | None = None  # the IE could not be used (IEReady False)
     container: ContainerInfo | None = None
     pull: PullInfo | None = None
+    failure: FailureInfo | None = None
+    overlay: tuple[ConditionStatus, Reason, str] | None = None  # OverlayReady, when it has one
+
+
+def _failure(c: ContainerStatus) -> FailureInfo | None:
+    """The failure the IE reported with the tail of its output (ieapi.observe.is_failure), cut
+    again by the same rule: the IE API's answer is not trusted to be small."""
+    if c.last_output is None:
+        return None
+    cut = tail.bound(c.last_output.text, more_before=c.last_output.truncated)
+    return FailureInfo(exit_code=c.exit_code, finished_at=c.finished_at,
+                       restart_count=c.restart_count, last_output=cut.text,
+                       last_output_truncated=cut.truncated)
 
 
 def _info(c: ContainerStatus) -> ContainerInfo:
+    o = c.overlay
+    overlay = None if o is None else OverlayInfo(
+        interface=o.interface, address=o.address, mode=o.mode, state=o.state.value,
+        last_handshake=handshake_age_bucket(o.handshake_age_seconds))
     return ContainerInfo(
         id=c.id, state=c.state.value, image=c.image, image_id=c.image_id, exit_code=c.exit_code,
         restart_count=c.restart_count, started_at=c.started_at, finished_at=c.finished_at,
-        ports=c.ports, network=c.network)
+        ports=c.ports, network=c.network, overlay=overlay)
+
+
+# An overlay that is not up keeps a running container out of Running: phase and pace by reason.
+_OVERLAY_NOT_UP: dict[Reason, tuple[Phase, Pace]] = {
+    Reason.HANDSHAKE_PENDING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.CONTAINER_NOT_RUNNING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.ENDPOINT_UNREACHABLE: (Phase.DEPLOYING, Pace.ERROR),
+    Reason.OVERLAY_SETUP_FAILED: (Phase.FAILED, Pace.ERROR),
+    Reason.WIREGUARD_UNSUPPORTED: (Phase.FAILED, Pace.PERMANENT),
+}
+
+
+def _running(c: ContainerStatus, info: ContainerInfo, ie: str, overlay_wanted: bool) -> Verdict:
+    """A running container is Running only once its overlay (if it has one) is up."""
+    running = f"running on IE {ie!r}"
+    if not overlay_wanted:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info)
+    o = c.overlay
+    if o is None:
+        msg = f"IE {ie!r} reports no overlay: its IE API predates networkOverlay support"
+        reason = Reason.WIREGUARD_UNSUPPORTED
+    elif o.state is OverlayState.UP:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info,
+                       overlay=(ConditionStatus.TRUE, Reason.OVERLAY_UP,
+                                f"{o.interface} {o.address} ({o.mode}): {o.message}"))
+    else:
+        msg = f"overlay {o.address} on IE {ie!r}: {o.message}"
+        reason = Reason(o.reason.value) if o.reason.value in set(Reason) \
+            else Reason.OVERLAY_SETUP_FAILED
+    phase, pace = _OVERLAY_NOT_UP.get(reason, (Phase.FAILED, Pace.ERROR))
+    return Verdict(phase, reason, f"{running}; {msg}", ConditionStatus.FALSE, pace,
+                   container=info, overlay=(ConditionStatus.FALSE, reason, msg))
 
 
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
@@ -325,11 +409,19 @@ def coarse_pull(p: PullProgress | None) -> PullInfo:
                     bytes_total=p.bytes_total, bytes_done=bytes_done, message=detail)
 
 
-def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
+def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
+                         overlay_wanted: bool = False) -> Verdict:
     """Map an IE's ContainerStatus to phase, reason and pace (docs/architecture.md)."""
     if c is None:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
                        f"IE {ie!r} has no such container", ConditionStatus.FALSE, Pace.ERROR)
+    v = _verdict_of_state(c, is_job, ie, overlay_wanted)
+    failure = _failure(c)
+    return dataclasses.replace(v, failure=failure) if failure is not None else v
+
+
+def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str,
+                      overlay_wanted: bool) -> Verdict:
     info = _info(c)
     false = ConditionStatus.FALSE
     s = c.state
@@ -346,8 +438,7 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_CREATED, f"created on IE {ie!r}",
                        false, Pace.CONVERGING, container=info)
     if s is ContainerState.RUNNING:
-        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, f"running on IE {ie!r}",
-                       ConditionStatus.TRUE, Pace.STEADY, started=True, container=info)
+        return _running(c, info, ie, overlay_wanted)
     if s is ContainerState.PAUSED:
         return Verdict(Phase.RUNNING, Reason.CONTAINER_PAUSED, f"paused on IE {ie!r}", false,
                        Pace.STEADY, started=True, container=info)
@@ -376,10 +467,10 @@ def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Ve
                    false, Pace.CONVERGING, container=info)
 
 
-def verdict_of(obs: Observation, is_job: bool) -> Verdict:
+def verdict_of(obs: Observation, is_job: bool, overlay_wanted: bool = False) -> Verdict:
     f = obs.failure
     if f is None:
-        return verdict_of_container(obs.container, is_job, obs.ie)
+        return verdict_of_container(obs.container, is_job, obs.ie, overlay_wanted)
     if f.reason in IE_FAILURES:
         return Verdict(Phase.UNKNOWN, f.reason, f.message, ConditionStatus.UNKNOWN,
                        Pace.ERROR if f.temporary else Pace.PERMANENT, ie_failure=f,
@@ -403,9 +494,11 @@ class Assessment:
     migration: Placement | None = None
     promoted_from: Placement | None = None  # old placement, when a migration completed just now
     container: ContainerInfo | None = None
+    failure: FailureInfo | None = None  # of `container`
     pull: PullInfo | None = None
     ie_ready: tuple[ConditionStatus, Reason, str] | None = None
     migrated: tuple[ConditionStatus, Reason, str] | None = None
+    overlay_ready: tuple[ConditionStatus, Reason, str] | None = None  # of the serving container
 
     @property
     def broker_value(self) -> str | None:
@@ -422,12 +515,13 @@ def index(observations: Iterable[Observation]) -> dict[tuple[str, str], Observat
     return {o.key: o for o in observations}
 
 
-def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> Assessment:
+def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) -> Assessment:
     """Phase, container and conditions (but cleanups/broker) from the placement calls."""
     obs = index(observations)
     is_job = scd.spec.is_job if scd.spec is not None else False
-    g = plan_.gate
-    p, m = plan_.placement, plan_.migration
+    wanted = plan.spec is not None and plan.spec.network_overlay is not None
+    g = plan.gate
+    p, m = plan.placement, plan.migration
 
     def ie_cond(v: Verdict) -> tuple[ConditionStatus, Reason, str]:
         if v.ie_failure is not None:
@@ -435,86 +529,97 @@ def assess(scd: SCDObject, plan_: Plan, observations: Iterable[Observation]) -> 
         assert g is not None
         return (ConditionStatus.TRUE, g.reason, g.message)
 
-    if plan_.stage is Stage.INVALID_SPEC:
-        msg = plan_.spec_error or "invalid spec"
-        return Assessment(phase=Phase.FAILED, reason=Reason.INVALID_SPEC, message=msg,
+    if plan.stage is Stage.INVALID_SPEC:
+        msg = plan.spec_error or "invalid spec"
+        why = plan.spec_reason
+        return Assessment(phase=Phase.FAILED, reason=why, message=msg,
                           placement=p, migration=m,
-                          container_ready=(ConditionStatus.FALSE, Reason.INVALID_SPEC, msg),
-                          pace=Pace.PERMANENT, backoff_condition=READY)
+                          container_ready=(ConditionStatus.FALSE, why, msg),
+                          pace=Pace.PERMANENT, backoff_condition=READY,
+                          overlay_ready=None if why is Reason.INVALID_SPEC
+                          else (ConditionStatus.FALSE, why, msg))
     assert g is not None
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
 
-    if plan_.stage is Stage.NOT_PLACED:
+    if plan.stage is Stage.NOT_PLACED:
         return Assessment(phase=Phase.PENDING, reason=g.reason, message=g.message,
                           ie_ready=gate_false,
                           container_ready=(ConditionStatus.FALSE, Reason.NOT_PLACED,
                                            "no container yet: " + g.message),
                           pace=gate_pace, backoff_condition=READY)
     assert p is not None
-    if plan_.stage is Stage.PLACEMENT_INTENT:
+    if plan.stage is Stage.PLACEMENT_INTENT:
         msg = f"placing on IE {p.ie!r}"
         return Assessment(phase=Phase.DEPLOYING, reason=Reason.PLACEMENT_RECORDED, message=msg,
                           placement=p, ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=(ConditionStatus.FALSE, Reason.PLACEMENT_RECORDED,
                                            msg),
                           pace=Pace.INTENT, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED_GATE_CLOSED:
+    if plan.stage is Stage.PLACED_GATE_CLOSED:
         return Assessment(phase=Phase.UNKNOWN, reason=g.reason, message=g.message,
                           placement=p, container=UNKNOWN_CONTAINER, ie_ready=gate_false,
                           container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
                           pace=gate_pace, backoff_condition=READY)
-    if plan_.stage is Stage.PLACED:
-        v = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, p.ie)), is_job)
+    if plan.stage is Stage.PLACED:
+        v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job, wanted)
         return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
-                          container=v.container, pull=v.pull, ie_ready=ie_cond(v),
+                          container=v.container, failure=v.failure, pull=v.pull,
+                          ie_ready=ie_cond(v),
                           container_ready=(v.ready, v.reason, v.message), pace=v.pace,
-                          backoff_condition=READY)
+                          backoff_condition=READY, overlay_ready=v.overlay)
 
     # ---- migration stages: the old container keeps serving and is only observed
-    old = verdict_of(_observation(obs, plan_.action(ActionKind.OBSERVE, p.ie)), is_job)
+    old = verdict_of(_observation(obs, plan.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
     old_ready = (old.ready, old.reason, old.message)
     selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
     moving = f"moving from IE {p.ie!r} to IE {selected!r}"
     # The old IE failing to answer hurries the pace; its health alone does not (a target that
     # fails permanently is retried at the permanent pace, not on every steady resync).
     old_pace = Pace.ERROR if old.ie_failure is not None else Pace.PERMANENT
-    if plan_.stage is Stage.MIGRATION_INTENT:
+    if plan.stage is Stage.MIGRATION_INTENT:
         return Assessment(phase=Phase.MIGRATING, reason=Reason.MIGRATION_PENDING,
                           message=moving, placement=p, migration=m, container=old.container,
+                          failure=old.failure,
                           ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          pace=Pace.INTENT, backoff_condition=MIGRATED)
-    if plan_.stage is Stage.MIGRATION_BLOCKED:
+                          pace=Pace.INTENT, backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
+    if plan.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
-                          migration=m, container=old.container, ie_ready=gate_false,
+                          migration=m, container=old.container, failure=old.failure,
+                          ie_ready=gate_false,
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, g.reason, msg),
-                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED)
+                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
     assert m is not None
-    new = verdict_of(_observation(obs, plan_.action(ActionKind.ENSURE, m.ie)), is_job)
+    new = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(phase=new.phase, reason=new.reason, message=new.message,
                           placement=m, promoted_from=p,  # the old container: a new cleanup
-                          container=new.container, pull=new.pull, ie_ready=ie_cond(new),
+                          container=new.container, failure=new.failure, pull=new.pull,
+                          ie_ready=ie_cond(new),
                           container_ready=(new.ready, new.reason, new.message),
                           migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          pace=Pace.INTENT, backoff_condition=READY)
+                          pace=Pace.INTENT, backoff_condition=READY, overlay_ready=new.overlay)
     msg = f"{moving}: {new.message}"
     return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
-                      migration=m, container=old.container, pull=new.pull, ie_ready=ie_cond(new),
+                      migration=m, container=old.container, failure=old.failure, pull=new.pull,
+                      ie_ready=ie_cond(new),
                       container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
-                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED)
+                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED,
+                      overlay_ready=old.overlay)
 
 
 # =========================================================================== report
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SCDReport:
     status: SCDStatus
     resync_after_seconds: float
     finalized: bool = False
@@ -532,8 +637,27 @@ def _cleanup_message(remaining: Sequence[Cleanup], failures: Mapping[str, Failur
     return "old containers not yet deleted: " + "; ".join(parts)
 
 
-def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Observation],
-           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> Outcome:
+def _failure_to_report(old: FailureInfo | None, a: Assessment) -> FailureInfo | None:
+    """What the IE said now; the last known failure while the container cannot be asked (the
+    container did not run again, we just cannot see it)."""
+    if a.container is not None and a.container.state == UNKNOWN_CONTAINER.state:
+        return old
+    return a.failure
+
+
+def job_completion(a: Assessment) -> tuple[ConditionStatus, Reason, str]:
+    """A job's `Complete` condition: True once its container exited, whether it succeeded or
+    failed (the reason and `status.phase` say which), so `kubectl wait --for=condition=Complete`
+    returns on either; Unknown while its IE cannot be asked; False before."""
+    if a.reason in (Reason.JOB_SUCCEEDED, Reason.JOB_FAILED):
+        return ConditionStatus.TRUE, a.reason, a.message
+    if a.phase is Phase.UNKNOWN:
+        return ConditionStatus.UNKNOWN, a.reason, a.message
+    return ConditionStatus.FALSE, a.reason, a.message
+
+
+def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence[Observation],
+           broker: Sequence[BrokerObservation], *, now: datetime, settings: Settings) -> SCDReport:
     """The new status and resyncAfterSeconds, from the container calls' assessment `a` (the
     one whose broker value was sent) and every observation (cleanups included). Deterministic:
     `now` only reaches status as the lastTransitionTime of a condition whose status flipped."""
@@ -545,7 +669,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     # ---- cleanups: confirmed deletes leave the list; a completed migration adds the old IE
     failures: dict[str, Failure] = {}
     remaining: list[Cleanup] = []
-    for c in plan_.cleanups:
+    for c in plan.cleanups:
         o = obs.get((ActionKind.DELETE.value, c.ie))
         if o is not None and o.confirmed_gone:
             continue
@@ -555,7 +679,7 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     if a.promoted_from is not None:
         remaining.append(as_cleanup(a.promoted_from, Reason.MIGRATION_COMPLETED))
     cleanup_pace = Pace.STEADY
-    if remaining or plan_.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
+    if remaining or plan.cleanups or cond.find(old.conditions, CLEANED_UP) is not None:
         if remaining:
             cs.set(CLEANED_UP, (ConditionStatus.FALSE, Reason.CLEANUP_PENDING,
                                 _cleanup_message(remaining, failures)))
@@ -568,12 +692,22 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     if a.ie_ready is not None:
         cs.set(IE_READY, a.ie_ready)
     cs.set(CONTAINER_READY, a.container_ready)
+    if a.overlay_ready is not None:
+        cs.set(OVERLAY_READY, a.overlay_ready)
+    elif plan.spec is not None and plan.spec.network_overlay is not None:
+        if a.phase is Phase.UNKNOWN:
+            cs.carry(OVERLAY_READY)  # the IE could not be asked: no news about the overlay
+        else:
+            cs.set(OVERLAY_READY, (ConditionStatus.FALSE, Reason.CONTAINER_NOT_RUNNING,
+                                   "the overlay is set up once the container runs"))
     ready_status = a.container_ready[0]
     cs.set(READY, (ready_status, a.container_ready[1] if ready_status is ConditionStatus.TRUE
                    else a.reason, a.message))
+    if scd.spec is not None and scd.spec.is_job:
+        cs.set(COMPLETE, job_completion(a))
     if a.migrated is not None:
         cs.set(MIGRATED, a.migrated)
-    elif plan_.abandoned:
+    elif plan.abandoned:
         cs.set(MIGRATED, (ConditionStatus.TRUE, Reason.MIGRATION_ABANDONED,
                           "selectedIE is back on the IE the container runs on"))
     else:
@@ -585,10 +719,11 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
 
     status = SCDStatus(
         phase=a.phase, reason=str(a.reason), message=a.message,
-        ie=a.placement.ie if a.placement else None,
+        ie=a.placement.ie if a.placement else None, names=ie_names(scd),
         placement=a.placement,
         migration=Migration(to=a.migration) if a.migration else None,
-        pending_cleanups=remaining, container=a.container, pull=a.pull, broker=b.info,
+        pending_cleanups=remaining, container=a.container,
+        failure=_failure_to_report(old.failure, a), pull=a.pull, broker=b.info,
         conditions=cs.result())
     # The container decides the pace; cleanups and the broker only hurry it when they have
     # work left (a permanent broker problem must not turn a failed job into a fast loop).
@@ -596,6 +731,6 @@ def report(scd: SCDObject, plan_: Plan, a: Assessment, observations: Sequence[Ob
     for pace, type_ in ((cleanup_pace, CLEANED_UP), (b.pace, BROKER_SYNCED)):
         if pace in (Pace.INTENT, Pace.CONVERGING, Pace.ERROR):
             resync = min(resync, pace_seconds(pace, settings, error_elapsed=cs.elapsed(type_)))
-    return Outcome(status=status, resync_after_seconds=resync)
+    return SCDReport(status=status, resync_after_seconds=resync)
 
 

@@ -41,6 +41,15 @@ class Settings(BaseModel):
     ie_pool_hosts: int = Field(default=100, ge=1, description="IEs kept in the connection pool")
     ie_pool_per_host: int = Field(default=8, ge=1, description="Connections kept per IE")
 
+    # ---- IEs behind NAT: the same contract over NATS (DIE spec.api.url nats:// or tls://)
+    nats_user: str | None = None
+    nats_password_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    nats_creds_file: Path | None = None
+    nats_ca_bundle: Path | None = None
+    nats_subject_prefix: str = Field(default="llo.ie",
+                                     pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
     # ---- Orion-LD
     broker_url: str = ""
     broker_token_file: Path | None = None
@@ -66,7 +75,7 @@ class Settings(BaseModel):
 
     # ---- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["json", "text"] = "json"
 
     @property
     def broker_enabled(self) -> bool:

@@ -27,7 +27,7 @@ from hooks.resources import (
     SCDStatus,
 )
 from hooks.resync import backoff
-from hooks.servicecomponent import Outcome, as_cleanup, index
+from hooks.servicecomponent import SCDReport, as_cleanup, ie_names, index
 from hooks.settings import Settings
 
 
@@ -147,7 +147,7 @@ def finished_request(scd: SCDObject, fplan: FinalizePlan, decision: FinalizeDeci
 
 def finalize_report(scd: SCDObject, decision: FinalizeDecision,
                     broker: Sequence[BrokerObservation], *, now: datetime,
-                    settings: Settings) -> Outcome:
+                    settings: Settings) -> SCDReport:
     """The status while (or when) finalizing: what is left to delete stays named in it."""
     left = {(t.placement.ie, t.placement.container): t for t in decision.remaining}
     old = scd.status
@@ -176,10 +176,10 @@ def finalize_report(scd: SCDObject, decision: FinalizeDecision,
     cs.set(BROKER_SYNCED, b.condition)
     status = SCDStatus(
         phase=Phase.TERMINATING, reason=str(decision.reason), message=decision.message,
-        ie=placement.ie if placement else None, placement=placement,
+        ie=placement.ie if placement else None, names=ie_names(scd), placement=placement,
         migration=Migration(to=migration) if migration else None, pending_cleanups=cleanups,
         broker=b.info, conditions=cs.result())
-    return Outcome(status=status, resync_after_seconds=decision.resync_after_seconds,
+    return SCDReport(status=status, resync_after_seconds=decision.resync_after_seconds,
                    finalized=decision.finalized,
                    orphaned=tuple(t.placement for t in decision.remaining)
                    if decision.finalized else ())

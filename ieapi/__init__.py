@@ -22,9 +22,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     from ieapi.auth import TokenSource  # noqa: PLC0415
     from ieapi.engine import Engine  # noqa: PLC0415
     from ieapi.settings import Settings  # noqa: PLC0415
+    from llo_serving.logs import install  # noqa: PLC0415
 
     settings = settings if settings is not None else Settings.from_env()
     settings.check_startable()
+    install(settings.log_format, settings.log_level, app_logger="ieapi",
+            fields={"ie": settings.ie_id})
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the contract's field order
@@ -35,4 +38,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         tokens=tokens)
     app.register_blueprint(api.blueprint)
     api.register_error_handlers(app)
+    api.instrument(app)
     return app

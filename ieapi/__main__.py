@@ -15,7 +15,8 @@ USAGE = f"""\
 usage: python -m ieapi [--help]
 
 Serves the IE Docker API under gunicorn (settings in ieapi/gunicorn_conf.py).
-Example: IEAPI_TOKEN=$(openssl rand -hex 32) IEAPI_IE_ID=urn:ngsi-ld:IE:1 python -m ieapi
+Example: IEAPI_TOKEN=$(openssl rand -hex 32) IEAPI_IE_ID=urn:ngsi-ld:IE:1 \\
+  IEAPI_INSTANCE_ID=ie-1 python -m ieapi
 
 {ENV_HELP}"""
 
@@ -29,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     try:
-        Settings.from_env().check_startable()
+        settings = Settings.from_env()
+        settings.check_startable()
+        settings.check_identity()
     except SettingsError as exc:
         print(f"ieapi: cannot start: {exc}", file=sys.stderr)
         return 2

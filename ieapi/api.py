@@ -1,4 +1,4 @@
-"""HTTP routes of the IE Docker API: auth, JSON in/out, errors. The work is in `engine`.
+"""HTTP routes of the IE Docker API: auth, JSON in/out, errors. The work is in `service`.
 
 Every answer that is not a 2xx is a contract `ErrorBody` naming the offending field when
 there is one; foreseeable failures never become a blanket 500.
@@ -7,28 +7,32 @@ there is one; foreseeable failures never become a blanket 500.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from pydantic import BaseModel, ValidationError
-from pydantic.alias_generators import to_camel
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from ieapi import openapi
+from ieapi import metrics, openapi
 from ieapi.auth import TokenSource
-from ieapi.contract import (
-    API_VERSION,
-    ContainerList,
-    ContainerSpec,
-    DeleteResult,
-    ErrorBody,
-    ErrorCode,
-    dump,
-    is_valid_container_name,
-)
+from ieapi.contract import API_VERSION, LOGS_CONTENT_TYPE, ErrorBody, ErrorCode, LogsQuery, dump
 from ieapi.engine import Engine
-from ieapi.errors import DockerUnavailableError, IEApiError, InvalidRequestError, UnauthorizedError
+from ieapi.errors import (
+    DockerUnavailableError,
+    IEApiError,
+    InvalidRequestError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from ieapi.logstream import LogStream, client_gone_probe
+from ieapi.service import Reply, Service, check_name, invalid_request_from
 from ieapi.settings import Settings
+from llo_serving.logs import current_object
+from llo_serving.metrics import exposition
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,6 @@ blueprint = Blueprint("ieapi", __name__)
 EXTENSION = "ieapi"
 _PUBLIC_ENDPOINTS = {"ieapi.healthz", "ieapi.openapi_document"}
 _RETRY_AFTER_SECONDS = "5"
-_MAX_REPORTED_ERRORS = 10
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,16 @@ class Runtime:
     settings: Settings
     engine: Engine
     tokens: TokenSource
+    log_streams: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log_streams",
+                           threading.BoundedSemaphore(self.settings.logs_max_streams))
+
+    @property
+    def service(self) -> Service:
+        """The transport-neutral operations (shared with the NATS agent)."""
+        return Service(self.engine)
 
 
 def runtime() -> Runtime:
@@ -53,8 +66,8 @@ def runtime() -> Runtime:
     return value
 
 
-def _json(model: BaseModel, status: int = 200) -> tuple[Response, int]:
-    return jsonify(dump(model)), status
+def _reply(reply: Reply) -> tuple[Response, int]:
+    return jsonify(dump(reply.body)), reply.status
 
 
 # --------------------------------------------------------------------------- auth
@@ -78,6 +91,12 @@ def healthz() -> tuple[Response, int]:
     return jsonify({"status": "ok"}), 200
 
 
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Requests, Docker operation latency, pulls (ieapi/metrics.py); bearer token required."""
+    return exposition([metrics.PullCollector(runtime().engine.pulls)])
+
+
 @blueprint.get("/openapi.json")
 def openapi_document() -> tuple[Response, int]:
     return jsonify(openapi.document()), 200
@@ -85,71 +104,115 @@ def openapi_document() -> tuple[Response, int]:
 
 @blueprint.get(f"/{API_VERSION}/info")
 def info() -> tuple[Response, int]:
-    return _json(runtime().engine.info())
+    return _reply(runtime().service.info())
 
 
 @blueprint.get(f"/{API_VERSION}/containers")
 def list_containers() -> tuple[Response, int]:
-    return _json(ContainerList(items=runtime().engine.list_containers()))
+    return _reply(runtime().service.list())
 
 
 @blueprint.put(f"/{API_VERSION}/containers/<name>")
 def ensure_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    spec = _parse_spec()
-    ensured = runtime().engine.ensure(name, spec)
-    return _json(ensured.status, ensured.outcome.http_status)
+    check_name(name)  # before reading the body: a bad name is named even with a bad body
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH → 413
+    return _reply(runtime().service.ensure(name, body))
 
 
 @blueprint.get(f"/{API_VERSION}/containers/<name>")
 def get_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    status = runtime().engine.get(name)
-    if status is None:
-        return _json(ErrorBody.of(ErrorCode.NOT_FOUND, f"no managed container {name!r}"), 404)
-    return _json(status)
+    return _reply(runtime().service.get(name))
 
 
 @blueprint.delete(f"/{API_VERSION}/containers/<name>")
 def delete_container(name: str) -> tuple[Response, int]:
-    _check_name(name)
-    return _json(DeleteResult(name=name, deleted=runtime().engine.delete(name)))
+    return _reply(runtime().service.delete(name))
+
+
+@blueprint.get(f"/{API_VERSION}/containers/<name>/logs")
+def container_logs(name: str) -> Response:
+    """The container's output as Docker keeps it (stdout and stderr interleaved, the bytes
+    unchanged), bounded by IEAPI_LOGS_MAX_TAIL_LINES and IEAPI_LOGS_MAX_BYTES; with
+    `follow=true` a chunked stream (ieapi.logstream says how it ends)."""
+    check_name(name)
+    rt = runtime()
+    query = _parse_logs_query(rt.settings)
+    if not rt.log_streams.acquire(blocking=False):
+        raise TooManyRequestsError(
+            f"{rt.settings.logs_max_streams} logs answers are streaming already "
+            "(IEAPI_LOGS_MAX_STREAMS); retry later")
+    try:
+        source = rt.engine.logs(
+            name, tail_lines=query.tail if query.tail is not None
+            else rt.settings.logs_max_tail_lines,
+            since=_since_timestamp(query.since), timestamps=query.timestamps,
+            follow=query.follow)
+    except BaseException:
+        rt.log_streams.release()
+        raise
+    body = LogStream(source, limit_bytes=query.limit_bytes or rt.settings.logs_max_bytes,
+                     client_gone=client_gone_probe(request.environ),
+                     on_close=rt.log_streams.release, what=f"logs of {name}")
+    response = Response(body, status=200, mimetype=LOGS_CONTENT_TYPE, direct_passthrough=True)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 # --------------------------------------------------------------------------- input
 
-
-def _check_name(name: str) -> None:
-    if not is_valid_container_name(name):
-        raise InvalidRequestError(
-            "name must match [a-zA-Z0-9][a-zA-Z0-9_.-]{0,199} (e.g. <namespace>.<scd name>)",
-            field="name")
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+_DURATION = re.compile(r"^(\d+)([smh])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
-def _parse_spec() -> ContainerSpec:
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH → 413
+def _parse_logs_query(settings: Settings) -> LogsQuery:
+    """The query string as a LogsQuery, bounded by the settings; 400 naming the parameter."""
+    raw: dict[str, object] = {}
+    for key, value in request.args.items():
+        if key in ("timestamps", "follow"):
+            lowered = value.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise InvalidRequestError(f"{key}: expected true or false", field=key)
+            raw[key] = lowered in _TRUE
+        else:
+            raw[key] = value
     try:
-        return ContainerSpec.model_validate_json(body)
+        query = LogsQuery.model_validate(raw)
     except ValidationError as exc:
         raise invalid_request_from(exc) from exc
+    if query.tail is not None and query.tail > settings.logs_max_tail_lines:
+        raise InvalidRequestError(
+            f"tail: at most {settings.logs_max_tail_lines} lines (IEAPI_LOGS_MAX_TAIL_LINES)",
+            field="tail")
+    if query.limit_bytes is not None and query.limit_bytes > settings.logs_max_bytes:
+        raise InvalidRequestError(
+            f"limitBytes: at most {settings.logs_max_bytes} (IEAPI_LOGS_MAX_BYTES)",
+            field="limitBytes")
+    return query
 
 
-def field_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the wire's dotted camelCase path, e.g. `ports.0.number`."""
-    return ".".join(to_camel(part) if isinstance(part, str) else str(part) for part in loc)
+def _since_timestamp(since: str | None) -> float | None:
+    """`since` (LOGS_SINCE_PATTERN) as a Unix time for Docker."""
+    if since is None:
+        return None
+    duration = _DURATION.fullmatch(since)
+    if duration is not None:
+        return max(time.time() - int(duration.group(1)) * _SECONDS[duration.group(2)], 1.0)
+    whole, dot, rest = since.partition(".")
+    if dot:  # Python reads at most 6 fraction digits; Docker prints 9
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        rest = digits[:6] + rest[len(digits):]
+        since = f"{whole}.{rest}"
+    try:
+        return max(datetime.fromisoformat(since).timestamp(), 1.0)
+    except ValueError as exc:
+        raise InvalidRequestError(f"since: not a valid time: {exc}", field="since") from exc
 
 
-def invalid_request_from(exc: ValidationError) -> InvalidRequestError:
-    """One 400 naming the first offending field and listing what is wrong (never the values:
-    a rejected body may carry a password)."""
-    errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0]
-    if first["type"] == "json_invalid":
-        return InvalidRequestError(f"body is not valid JSON: {first['msg']}")
-    problems = "; ".join(
-        f"{field_path(err['loc']) or 'body'}: {err['msg']}"
-        for err in errors[:_MAX_REPORTED_ERRORS])
-    return InvalidRequestError(problems, field=field_path(first["loc"]) or None)
+# --------------------------------------------------------------------------- input (bodies)
+
+
 
 
 # --------------------------------------------------------------------------- errors
@@ -167,7 +230,7 @@ def _on_api_error(error: IEApiError) -> Response:
     headers: dict[str, str] = {}
     if isinstance(error, UnauthorizedError):
         headers["WWW-Authenticate"] = 'Bearer realm="ieapi"'
-    if isinstance(error, DockerUnavailableError):
+    if isinstance(error, DockerUnavailableError | TooManyRequestsError):
         headers["Retry-After"] = _RETRY_AFTER_SECONDS
     if error.http_status >= 500:
         log.warning("%s %s: %s", request.method, request.path, error.message)
@@ -196,6 +259,39 @@ def _on_http_error(error: HTTPException) -> Response:
 def _on_unexpected(error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
     return _error_response(ErrorBody.of(ErrorCode.INTERNAL, "internal error"), 500)
+
+
+def instrument(app: Flask) -> None:
+    """Count and time every request (errors and refusals included: Flask runs `after_request`
+    for them too), and name the container a request is about on its log lines."""
+    metrics.INFO.labels(ie_id=runtime_of(app).settings.ie_id,
+                        instance_id=runtime_of(app).settings.managed_by).set(1)
+
+    @app.before_request
+    def _start() -> None:
+        g.llo_started = time.monotonic()
+        name = (request.view_args or {}).get("name")
+        g.llo_object = current_object.set(name if isinstance(name, str) else None)
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.REQUESTS.labels(method=request.method, route=route,
+                                status=str(response.status_code)).inc()
+        metrics.REQUEST_DURATION.labels(method=request.method, route=route).observe(
+            time.monotonic() - g.get("llo_started", time.monotonic()))
+        return response
+
+    @app.teardown_request
+    def _forget(exc: BaseException | None) -> None:
+        token = g.pop("llo_object", None)
+        if token is not None:
+            current_object.reset(token)
+
+
+def runtime_of(app: Flask) -> Runtime:
+    value: Runtime = app.extensions[EXTENSION]
+    return value
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -30,9 +30,15 @@ from pydantic.alias_generators import to_camel
 API_VERSION = "v1"
 
 # What Docker accepts as a container name (daemon/names.go), kept shorter so that the
-# configured prefix still fits. The same rule serves as the network alias (the CR name).
-CONTAINER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,199}$"
+# configured prefix still fits.
+CONTAINER_NAME_MAX_LENGTH = 200
+CONTAINER_NAME_PATTERN = rf"^[a-zA-Z0-9][a-zA-Z0-9_.-]{{0,{CONTAINER_NAME_MAX_LENGTH - 1}}}$"
 _CONTAINER_NAME_RE = re.compile(CONTAINER_NAME_PATTERN)
+# A network alias is a DNS name: dot-separated labels of at most 63 characters, 253 in all
+# (Docker's embedded DNS answers for the whole dotted name). The hooks send the CR name when it
+# fits, else one derived from it (hooks/names.py).
+DNS_NAME_MAX_LENGTH = 253
+DNS_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}(\.[a-zA-Z0-9_-]{1,63})*$"
 
 # Labels on every container and network the IE API creates. It never touches a container
 # without LABEL_MANAGED set to its own instance id.
@@ -45,9 +51,13 @@ LABEL_OWNER_NAME = f"{LABEL_PREFIX}/owner-name"
 LABEL_OWNER_UID = f"{LABEL_PREFIX}/owner-uid"
 LABEL_SERVICE = "app.kubernetes.io/part-of"
 LABEL_COMPONENT = "app.kubernetes.io/instance"
+# The overlay address of a container that has a WireGuard overlay (never its keys): lets a GET,
+# which has no spec, report the overlay.
+LABEL_OVERLAY_ADDRESS = f"{LABEL_PREFIX}/overlay-address"
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-ContainerName = Annotated[str, StringConstraints(pattern=CONTAINER_NAME_PATTERN)]
+DnsName = Annotated[str, StringConstraints(max_length=DNS_NAME_MAX_LENGTH,
+                                           pattern=DNS_NAME_PATTERN)]
 
 
 def is_valid_container_name(name: str) -> bool:
@@ -123,7 +133,10 @@ class RegistryAuth(_Request):
 
 
 class NetworkOverlay(_Request):
-    """WireGuard overlay settings from the SCD. Accepted so specs stay valid; not yet applied."""
+    """WireGuard client settings from the SCD (as the aerOS HLO fills them). Applied by the IE
+    as interface `wg0` in the container's network namespace; `{}` means no overlay. The rules
+    (keys, addresses, endpoint) are checked by `ieapi.overlayspec.parse`, not here, so that
+    building a spec never fails on the client side."""
 
     internal_ip: str | None = None
     dns: str | None = None
@@ -177,8 +190,9 @@ class ContainerSpec(_Request):
         default=None, max_length=200,
         description="Service id (label app.kubernetes.io/part-of). Containers of one service "
         "share a network on which each is reachable by its alias.")
-    alias: ContainerName | None = Field(
-        default=None, description="DNS name on the service network: the CR name.")
+    alias: DnsName | None = Field(
+        default=None, description="DNS name on the service network: the CR name when DNS can "
+        "carry it (labels of at most 63 characters), else one derived from it.")
     component: str | None = Field(default=None, max_length=253,
                                   description="ServiceComponent id, written to a label")
     owner: Owner = Field(default_factory=Owner)
@@ -200,9 +214,13 @@ class ContainerSpec(_Request):
 
     def spec_hash(self) -> str:
         """Stable hash of what shapes the container. Credentials and owner are left out: a
-        rotated password must not restart a workload, and secrets never reach a label."""
+        rotated password must not restart a workload, and secrets never reach a label. The
+        overlay counts without its private key (a rotated key is applied in place)."""
         shaping = self.model_dump(
             mode="json", by_alias=True, exclude={"registry_auth", "owner", "network_overlay"})
+        if self.network_overlay is not None:
+            shaping["networkOverlay"] = self.network_overlay.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude={"private_key"})
         canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -221,6 +239,42 @@ class ContainerState(StrEnum):
     REMOVING = "removing"
 
 
+class OverlayReason(StrEnum):
+    """Why an overlay is (not) up. The hooks use the same words as `OverlayReady` reasons."""
+
+    UP = "OverlayUp"                            # configured; handshake fresh (or no keepalive)
+    HANDSHAKE_PENDING = "HandshakePending"      # configured; no handshake yet
+    ENDPOINT_UNREACHABLE = "EndpointUnreachable"  # no (fresh) handshake, or name not resolved
+    CONTAINER_NOT_RUNNING = "ContainerNotRunning"  # no network namespace to put it in
+    UNSUPPORTED = "WireGuardUnsupported"        # the IE has neither the module nor wireguard-go
+    BAD_KEY = "BadKey"                          # a key is not 32 bytes of base64
+    BAD_ADDRESS = "BadAddress"                  # internalIp, dns or allowedIps does not parse
+    BAD_ENDPOINT = "BadEndpoint"                # endpoint is not host:port
+    SETUP_FAILED = "OverlaySetupFailed"         # the IE could not create or configure it
+
+
+class OverlayState(StrEnum):
+    UP = "up"            # packets flow (see reason)
+    PENDING = "pending"  # being set up or waiting for the first handshake
+    DOWN = "down"        # cannot be set up, or the hub stopped answering
+
+
+class OverlayStatus(_Wire):
+    """The WireGuard interface of a container, as observed on the IE (never a key)."""
+
+    interface: str = "wg0"
+    mode: str = Field(description="kernel, userspace or none (see IEInfo.wireguard)")
+    address: str = Field(description="Overlay address of the container (internalIp)")
+    state: OverlayState
+    reason: OverlayReason
+    message: str = ""
+    endpoint: str | None = None
+    latest_handshake: str | None = Field(
+        default=None, description="RFC 3339 time of the latest handshake (IE clock)")
+    handshake_age_seconds: int | None = Field(
+        default=None, description="Age of the latest handshake when this answer was made")
+
+
 class PullProgress(_Wire):
     layers_total: int = 0
     layers_done: int = 0
@@ -234,6 +288,14 @@ class PublishedPort(_Wire):
     protocol: Protocol
     host_ip: str = ""
     host_port: int | None = None
+
+
+class LastOutput(_Wire):
+    """The end of a failed container's output (ieapi.tail: at most 80 lines and 2,048 bytes,
+    the newest kept, cleaned to printable UTF-8)."""
+
+    text: str = Field(description="Last lines of stdout and stderr, interleaved")
+    truncated: bool = Field(description="True when older output was left out")
 
 
 class ContainerStatus(_Wire):
@@ -256,6 +318,11 @@ class ContainerStatus(_Wire):
     pull: PullProgress | None = None
     warnings: list[str] = Field(default_factory=list)
     is_job: bool = False
+    overlay: OverlayStatus | None = Field(
+        default=None, description="Present when the container has a networkOverlay")
+    last_output: LastOutput | None = Field(
+        default=None, description="Only while the container has failed: exited with a non-zero "
+        "code, restarting after such an exit, or dead. Not in list answers.")
 
 
 class ContainerList(_Wire):
@@ -281,6 +348,34 @@ class IEInfo(_Wire):
     memory_bytes: int
     managed_containers: int
     allow_privileged: bool
+    wireguard: str = Field(default="none", description="How this IE provides overlays: kernel, "
+                           "userspace (wireguard-go) or none")
+
+
+LOGS_CONTENT_TYPE = "text/plain"
+# A duration before now (`90s`, `5m`, `2h`) or an RFC 3339 time.
+LOGS_SINCE_PATTERN = (r"^(\d{1,9}[smh]|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?"
+                      r"(Z|[+-]\d\d:\d\d))$")
+
+
+class LogsQuery(_Request):
+    """Query of `GET /v1/containers/{name}/logs`. The server bounds `tail` and `limitBytes`
+    (IEAPI_LOGS_MAX_TAIL_LINES, IEAPI_LOGS_MAX_BYTES) and answers 400 above them."""
+
+    tail: int | None = Field(
+        default=None, ge=0, description="Lines from the end of the log (default: the server's "
+        "maximum, 10000 unless configured)")
+    since: str | None = Field(
+        default=None, max_length=64, pattern=LOGS_SINCE_PATTERN,
+        description="Only output after this point: a duration before now on the IE's clock "
+        "(`90s`, `5m`, `2h`) or an RFC 3339 time (`2026-12-01T23:00:00Z`)")
+    timestamps: bool = Field(default=False, description="Prefix every line with Docker's "
+                             "RFC 3339 timestamp")
+    follow: bool = Field(default=False, description="Keep the answer open and stream new "
+                         "output until the container stops or the client goes away")
+    limit_bytes: int | None = Field(
+        default=None, ge=1, description="End the answer after this many bytes (default: the "
+        "server's maximum, 16 MiB unless configured)")
 
 
 class ErrorCode(StrEnum):
@@ -292,6 +387,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "Conflict"
     PORT_IN_USE = "PortInUse"
     PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    TOO_MANY_REQUESTS = "TooManyRequests"
     DOCKER_UNAVAILABLE = "DockerUnavailable"
     DOCKER_ERROR = "DockerError"
     INTERNAL = "Internal"

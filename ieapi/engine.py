@@ -27,19 +27,30 @@ import docker
 import docker.errors
 import docker.tls
 
-from ieapi import observe
+from ieapi import metrics, observe, tail
 from ieapi.contract import (
     LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OVERLAY_ADDRESS,
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     ContainerSpec,
     ContainerState,
     ContainerStatus,
     IEInfo,
+    LastOutput,
     PullProgress,
 )
-from ieapi.desired import DesiredContainer, plan
-from ieapi.errors import ConflictError, DockerError, docker_errors, from_api_error
+from ieapi.desired import DesiredContainer, desired_container
+from ieapi.errors import (
+    ConflictError,
+    DockerError,
+    NotFoundError,
+    docker_errors,
+    from_api_error,
+)
+from ieapi.overlay import Overlays, StartWatcher
+from ieapi.overlayspec import Mode
 from ieapi.pulls import PullManager, PullPhase, PullView, pull_key
 from ieapi.settings import Settings
 
@@ -49,7 +60,7 @@ _ATTEMPTS = 5
 _RETRY_PAUSE_SECONDS = 0.05
 
 
-class Outcome(StrEnum):
+class EnsureOutcome(StrEnum):
     """How an ensure ended."""
 
     UNCHANGED = "unchanged"
@@ -61,13 +72,13 @@ class Outcome(StrEnum):
     def http_status(self) -> int:
         """201 created/replaced, 202 image pulling, else 200 (a failed pull is a reported
         state of the ensure, not an error of the request: retried after the failure TTL)."""
-        return {Outcome.CREATED: 201, Outcome.PULLING: 202}.get(self, 200)
+        return {EnsureOutcome.CREATED: 201, EnsureOutcome.PULLING: 202}.get(self, 200)
 
 
 @dataclass(frozen=True)
 class Ensured:
     status: ContainerStatus
-    outcome: Outcome
+    outcome: EnsureOutcome
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +102,26 @@ def _created_key(created: object) -> tuple[str, str]:
     text = str(created or "")
     whole, _, fraction = text.rstrip("Z").partition(".")
     return whole, fraction.ljust(9, "0")
+
+
+class DockerLog:
+    """Docker's log stream of one container (see ieapi.logstream.Source): iterated by one
+    thread, `close()` from any thread unblocks it, `release()` frees the connection."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream  # the docker SDK's CancellableStream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        self._stream.close()  # shuts the socket down: a blocked read returns at once
+
+    def release(self) -> None:
+        # The SDK's close() leaves the response's file open (it holds the descriptor).
+        response = getattr(self._stream, "_response", None)
+        if response is not None:
+            response.close()
 
 
 class KeyedLocks:
@@ -128,6 +159,7 @@ def make_client(settings: Settings) -> docker.DockerClient:
             timeout=settings.docker_timeout_seconds, tls=tls)
     # Otherwise REQUESTS_CA_BUNDLE would override the engine's CA, and HTTP(S)_PROXY apply.
     client.api.trust_env = False
+    client.api.hooks["response"].append(metrics.on_docker_response)  # operation latency
     return client
 
 
@@ -135,7 +167,7 @@ class Engine:
     """The IE's containers as the IE API sees them."""
 
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None,
-                 pulls: PullManager | None = None) -> None:
+                 pulls: PullManager | None = None, overlays: Overlays | None = None) -> None:
         self._settings = settings
         self._client = client or make_client(settings)
         self._api: docker.APIClient = self._client.api
@@ -147,8 +179,15 @@ class Engine:
         self._pending_lock = threading.Lock()
         self._name_locks = KeyedLocks()
         self._network_locks = KeyedLocks()
+        self.overlays = overlays or Overlays(settings)
+        self._watcher: StartWatcher | None = None
+        if self.overlays.mode is not Mode.NONE:
+            self._watcher = StartWatcher(
+                self._api.events, self._managed_filter, self._restore_overlay).start()
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         self._client.close()
 
     # ----------------------------------------------------------------------- queries
@@ -169,6 +208,7 @@ class Engine:
             memory_bytes=int(info.get("MemTotal", 0)),
             managed_containers=managed,
             allow_privileged=self._settings.allow_privileged,
+            wireguard=self.overlays.mode.value,
         )
 
     def get(self, name: str) -> ContainerStatus | None:
@@ -180,7 +220,8 @@ class Engine:
             return self._pending_status(name, pending, attrs)
         if attrs is None:
             return None
-        return observe.status_from_inspect(attrs, self._prefix)
+        return self._with_overlay(
+            self._with_last_output(observe.status_from_inspect(attrs, self._prefix)), attrs)
 
     def list_containers(self) -> list[ContainerStatus]:
         """Every managed container, plus names waiting for an image."""
@@ -191,7 +232,8 @@ class Engine:
                     attrs = self._api.inspect_container(summary["Id"])
                 except docker.errors.NotFound:
                     continue  # removed between list and inspect
-                status = observe.status_from_inspect(attrs, self._prefix)
+                status = self._with_overlay(
+                    observe.status_from_inspect(attrs, self._prefix), attrs)
                 statuses[status.name] = status
         with self._pending_lock:
             pending = dict(self._pending)
@@ -199,15 +241,52 @@ class Engine:
             statuses[name] = self._pending_status(name, entry, None)
         return [statuses[name] for name in sorted(statuses)]
 
+    def logs(self, name: str, *, tail_lines: int, since: float | None, timestamps: bool,
+             follow: bool) -> DockerLog:
+        """Docker's log stream of the managed container `name` (NotFoundError otherwise)."""
+        with docker_errors():
+            attrs = self._inspect_managed(self._container_name(name))
+            if attrs is None:
+                raise NotFoundError(f"no managed container {name!r}", field="name")
+            stream = self._api.logs(attrs["Id"], stdout=True, stderr=True, stream=True,
+                                    follow=follow, tail=tail_lines, since=since,
+                                    timestamps=timestamps)
+        return DockerLog(stream)
+
+    def _with_last_output(self, status: ContainerStatus) -> ContainerStatus:
+        """`status` with the tail of its output when it failed (observe.is_failure). A log
+        that cannot be read leaves the status as it is: it is a help, not the state."""
+        if status.id is None or not observe.is_failure(status):
+            return status
+        try:
+            stream = self._api.logs(status.id, stdout=True, stderr=True, stream=True,
+                                    follow=False, tail=tail.MAX_LINES + 1)
+        except docker.errors.APIError as exc:
+            log.debug("no log of %s: %s", status.name, exc)
+            return status
+        log_stream = DockerLog(stream)
+        try:
+            found = tail.TailCollector().feed(log_stream).result()
+        except docker.errors.DockerException as exc:
+            log.debug("log of %s unreadable: %s", status.name, exc)
+            return status
+        finally:
+            log_stream.release()
+        return status.model_copy(update={
+            "last_output": LastOutput(text=found.text, truncated=found.truncated)})
+
     # ----------------------------------------------------------------------- ensure
 
     def ensure(self, name: str, spec: ContainerSpec) -> Ensured:
         """Make the container `name` match `spec` (see the module docstring)."""
-        desired = plan(name, spec, self._settings)
+        desired = desired_container(name, spec, self._settings)
         with self._name_locks.hold(name), docker_errors():
             for attempt in range(_ATTEMPTS):
                 try:
-                    return self._ensure_once(desired)
+                    ensured = self._ensure_once(desired)
+                    ensured = Ensured(self._with_last_output(ensured.status),
+                                      ensured.outcome)
+                    return self._ensure_overlay(desired, ensured)
                 except _DecideAgainError as retry:
                     log.info("ensure %s: %s; deciding again", name, retry)
                     # Docker reserves a name before the container can be inspected: give the
@@ -224,11 +303,12 @@ class Engine:
         if (current is not None and self._same_spec(current, desired)
                 and observe.state_of(current) is not ContainerState.DEAD):
             self._forget_pending(desired.name)
-            return Ensured(self._keep(current, desired), Outcome.UNCHANGED)
+            return Ensured(self._keep(current, desired), EnsureOutcome.UNCHANGED)
         pull = self._missing_image(desired)
         if pull is not None:
             pending = self._pending_of(desired.name)
-            outcome = Outcome.PULL_FAILED if pull.phase is PullPhase.FAILED else Outcome.PULLING
+            outcome = EnsureOutcome.PULL_FAILED if pull.phase is PullPhase.FAILED \
+                else EnsureOutcome.PULLING
             assert pending is not None
             return Ensured(self._pending_status(desired.name, pending, current, pull), outcome)
         if current is not None:
@@ -237,7 +317,46 @@ class Engine:
         self._forget_pending(desired.name)
         attrs = self._api.inspect_container(container_id)
         return Ensured(observe.status_from_inspect(attrs, self._prefix, desired.warnings),
-                       Outcome.CREATED)
+                       EnsureOutcome.CREATED)
+
+    def _ensure_overlay(self, desired: DesiredContainer, ensured: Ensured) -> Ensured:
+        """Set the overlay up (or check it) once the container runs: before the answer, so a
+        caller never sees a running container without its overlay reported."""
+        if desired.overlay is None:
+            self.overlays.forget(desired.name)
+            return ensured
+        if ensured.outcome in (EnsureOutcome.PULLING, EnsureOutcome.PULL_FAILED):
+            return ensured
+        attrs = self._inspect_managed(desired.container_name)
+        if attrs is None:
+            raise _DecideAgainError("container vanished before its overlay was set up")
+        overlay = self.overlays.ensure(desired.name, attrs, desired.overlay)
+        return Ensured(ensured.status.model_copy(update={"overlay": overlay}), ensured.outcome)
+
+    def _with_overlay(self, status: ContainerStatus, attrs: dict[str, Any]) -> ContainerStatus:
+        address = observe.labels_of(attrs).get(LABEL_OVERLAY_ADDRESS)
+        if not address:
+            return status
+        return status.model_copy(update={"overlay": self.overlays.observe(attrs, address)})
+
+    def _restore_overlay(self, container_id: str) -> None:
+        """A managed container started (restart policy, daemon restart): its namespace is
+        new, so set its overlay up again from what the last ensure asked for."""
+        with docker_errors():
+            try:
+                attrs = self._api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return
+            name = observe.labels_of(attrs).get(LABEL_NAME)
+            config = self.overlays.wanted(name) if name else None
+            if name is None or config is None:
+                return
+            with self._name_locks.hold(name):
+                current = self._inspect_managed(self._container_name(name))
+                if current is None or current["Id"] != container_id:
+                    return
+                status = self.overlays.ensure(name, current, config)
+        log.info("overlay of %s restored after a start: %s", name, status.reason.value)
 
     @staticmethod
     def _same_spec(attrs: dict[str, Any], desired: DesiredContainer) -> bool:
@@ -305,6 +424,7 @@ class Engine:
             privileged=desired.privileged,
             init=desired.init or None,
             network_mode=network_ref,
+            dns=desired.dns or None,
         )
         networking_config = None
         if network_ref:
@@ -360,6 +480,7 @@ class Engine:
         """Remove `name`; False when there was nothing of ours to remove (still a success)."""
         with self._name_locks.hold(name), docker_errors():
             forgotten = self._forget_pending(name)
+            self.overlays.forget(name)
             attrs = self._inspect_managed(self._container_name(name))
             if attrs is None:
                 return forgotten
@@ -380,6 +501,7 @@ class Engine:
             if exc.status_code != 409:  # 409: removal already in progress elsewhere
                 raise
         log.info("removed %s (%s)", attrs.get("Name", "").lstrip("/"), attrs["Id"][:12])
+        self.overlays.released(attrs["Id"])
         if managed_network and managed_network != keep_network:
             # Only the check-and-remove of the network needs its lock (a create holds it until
             # its container exists): the containers of one service stop in parallel.

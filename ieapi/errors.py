@@ -64,9 +64,12 @@ class PortInUseError(IEApiError):
     code = ErrorCode.PORT_IN_USE
 
 
-class PayloadTooLargeError(IEApiError):
-    http_status = 413
-    code = ErrorCode.PAYLOAD_TOO_LARGE
+class TooManyRequestsError(IEApiError):
+    """A bounded resource (e.g. logs streams) is in use; retry later."""
+
+    http_status = 429
+    code = ErrorCode.TOO_MANY_REQUESTS
+    temporary = True
 
 
 class DockerError(IEApiError):

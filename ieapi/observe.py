@@ -82,6 +82,14 @@ def network_of(attrs: dict[str, Any]) -> str | None:
     return mode
 
 
+def is_failure(status: ContainerStatus) -> bool:
+    """Failed, the way a person debugging it means: exited with a non-zero code, restarting
+    after such an exit (the restart policy only restarts failures), or dead."""
+    if status.state in (ContainerState.RESTARTING, ContainerState.DEAD):
+        return True
+    return status.state is ContainerState.EXITED and status.exit_code not in (None, 0)
+
+
 def status_from_inspect(attrs: dict[str, Any], prefix: str,
                         warnings: list[str] | None = None) -> ContainerStatus:
     """The contract status of one inspected container."""

@@ -27,7 +27,9 @@ from ieapi.contract import (
     DeleteResult,
     ErrorBody,
     IEInfo,
+    LogsQuery,
 )
+from ieapi.settings import Settings
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
@@ -59,6 +61,52 @@ _NAME_ERRORS = {"400": _answer("Invalid container name (field `name`)")}
 _STATUS_OK = "ContainerStatus"
 
 
+def _logs_parameters() -> list[dict[str, Any]]:
+    """The logs query parameters, from the contract's LogsQuery (one source of truth)."""
+    schema = LogsQuery.model_json_schema(by_alias=True)
+    params = []
+    for wire_name, prop in schema["properties"].items():
+        options = prop.get("anyOf", [prop])
+        typed = next(o for o in options if o.get("type") != "null")
+        param_schema = {k: v for k, v in typed.items() if k != "title"}
+        if "default" in prop and prop["default"] is not None:
+            param_schema["default"] = prop["default"]
+        params.append({"name": wire_name, "in": "query", "required": False,
+                       "description": prop.get("description", ""), "schema": param_schema})
+    return params
+
+
+def _logs_operation() -> dict[str, Any]:
+    defaults = Settings.model_fields
+    max_tail = defaults["logs_max_tail_lines"].default
+    max_bytes = defaults["logs_max_bytes"].default
+    max_streams = defaults["logs_max_streams"].default
+    return {
+        "operationId": "containerLogs",
+        "summary": "Output of a managed container (stdout and stderr interleaved)",
+        "description": (
+            "The bytes the container wrote, unchanged (not necessarily UTF-8). Bounded: `tail` "
+            f"at most IEAPI_LOGS_MAX_TAIL_LINES lines (default {max_tail}, also the default "
+            f"`tail`), at most IEAPI_LOGS_MAX_BYTES bytes per answer (default {max_bytes}, "
+            "follow included; then the answer ends), at most IEAPI_LOGS_MAX_STREAMS answers "
+            f"at once (default {max_streams}; more get 429). With `follow=true` the answer is "
+            "chunked and ends when the container stops, when the byte limit is reached, or "
+            "when the client closes the connection. Never for a container this API does not "
+            "manage (404)."),
+        "parameters": _logs_parameters(),
+        "responses": {
+            "200": {"description": "The log (chunked while following)",
+                    "content": {"text/plain": {"schema": {"type": "string",
+                                                          "format": "binary"}}}},
+            "400": _answer("Invalid name or query parameter; `field` names it"),
+            "404": _answer("No such managed container (NotFound)"),
+            "429": _answer("Too many logs answers streaming (TooManyRequests); see "
+                           "Retry-After"),
+            **_ERRORS_COMMON,
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     name_param = {
         "name": "name", "in": "path", "required": True,
@@ -81,6 +129,13 @@ def _paths() -> dict[str, Any]:
                                   "content": {"application/json": {"schema": {
                                       "type": "object"}}}}},
         }},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics: requests, Docker operation latency, pulls",
+            "responses": {"200": {"description": "Prometheus text exposition format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **_ERRORS_COMMON},
+        }},
         f"/{API_VERSION}/info": {"get": {
             "operationId": "getInfo", "summary": "Identity and slow-changing facts of the IE",
             "responses": {"200": _answer("IE facts", "IEInfo"), **_ERRORS_COMMON},
@@ -91,6 +146,10 @@ def _paths() -> dict[str, Any]:
             "responses": {"200": _answer("Managed containers", "ContainerList"),
                           **_ERRORS_COMMON},
         }},
+        f"/{API_VERSION}/containers/{{name}}/logs": {
+            "parameters": [name_param],
+            "get": _logs_operation(),
+        },
         f"/{API_VERSION}/containers/{{name}}": {
             "parameters": [name_param],
             "put": {
@@ -130,8 +189,8 @@ def _paths() -> dict[str, Any]:
 
 
 def _with_server_rules(schemas: dict[str, Any]) -> dict[str, Any]:
-    """Add the rules the server checks beyond the models (ieapi.desired.plan), so that a
-    request valid by this document is one the server accepts."""
+    """Add the rules the server checks beyond the models (ieapi.desired.desired_container), so
+    that a request valid by this document is one the server accepts."""
     spec = schemas["ContainerSpec"]["properties"]
     spec["image"].update(pattern=IMAGE_REFERENCE_PATTERN, maxLength=IMAGE_REFERENCE_MAX_LENGTH)
     schemas["KeyValue"]["properties"]["key"]["pattern"] = ENV_KEY_PATTERN

@@ -28,6 +28,7 @@ import requests
 from docker.utils import parse_repository_tag
 
 from ieapi.contract import PullProgress
+from ieapi.metrics import pull_finished
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,12 @@ class PullManager:
             pull = self._pulls.get(pull_key(image, auth))
             return pull.view() if pull is not None else None
 
+    def running(self) -> list[PullProgress]:
+        """Progress of every pull in progress (for /metrics)."""
+        with self._lock:
+            return [p.view().progress for p in self._pulls.values()
+                    if p.phase is PullPhase.PULLING]
+
     def wait(self, timeout: float) -> bool:
         """Wait for the running pulls to end (tests and shutdown); True when all ended."""
         deadline = self._clock() + timeout
@@ -187,7 +194,7 @@ class PullManager:
             return
         except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
             log.warning("pull of %s interrupted (daemon unreachable?): %s", image, exc)
-            self._finish(key, pull, error=None, forget=True)
+            self._finish(key, pull, error=None, forget=True, outcome="interrupted")
             return
         except Exception as exc:  # a bug must not leave a pull "running" forever
             log.exception("pull of %s crashed", image)
@@ -197,9 +204,10 @@ class PullManager:
         log.info("pulled %s", image)
 
     def _finish(self, key: PullKey, pull: _Pull, *, error: str | None,
-                forget: bool = False) -> None:
+                forget: bool = False, outcome: str | None = None) -> None:
         with self._lock:
             self._threads.pop(key, None)
+            pull_finished(outcome or ("done" if forget else "failed"), pull.view().progress)
             if forget:
                 pull.phase = PullPhase.DONE
                 if self._pulls.get(key) is pull:

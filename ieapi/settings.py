@@ -11,9 +11,9 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # dockerd 20.10 speaks at most 1.41, and every newer daemon still accepts it.
@@ -48,9 +48,39 @@ class Settings(BaseModel):
     container_init: bool = Field(
         default=True, description="Run an init as PID 1 so SIGTERM stops any workload quickly "
         "and zombies are reaped")
+    wireguard: Literal["auto", "kernel", "userspace", "off"] = Field(
+        default="auto", description="How overlays are provided: the kernel module when present, "
+        "else wireguard-go (auto), only one of them, or off")
+    wireguard_go: str = Field(default="wireguard-go", min_length=1,
+                              description="The userspace WireGuard binary")
+    overlay_handshake_grace_seconds: float = Field(
+        default=30.0, gt=0, description="How long a new overlay may wait for its first "
+        "handshake before it is reported EndpointUnreachable")
     tls_cert_file: Path | None = Field(
         default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
     tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
+    logs_max_tail_lines: int = Field(
+        default=10_000, ge=1, le=1_000_000,
+        description="Largest `tail` of a logs request, and its default")
+    logs_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024,
+        description="Most bytes one logs answer carries (follow included), and the default "
+        "`limitBytes`")
+    logs_max_streams: int = Field(
+        default=4, ge=1, le=64,
+        description="Logs requests streaming at once; more get 429 (each holds a server thread, "
+        "which the hooks' calls need too)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: Any) -> Any:
+        """`info` and `INFO`, `JSON` and `json` alike (gunicorn takes its level in lower case)."""
+        if not isinstance(value, str):
+            return value
+        return value.upper() if value.lower() in ("debug", "info", "warning", "error",
+                                                   "critical") else value.lower()
 
     @property
     def managed_by(self) -> str:
@@ -75,6 +105,21 @@ class Settings(BaseModel):
                 raise SettingsError(f"IEAPI_TOKEN_FILE unreadable: {exc}") from exc
             if not content:
                 raise SettingsError(f"IEAPI_TOKEN_FILE {self.token_file} is empty")
+
+    def check_identity(self, *, in_container: bool | None = None) -> None:
+        """In a container, refuse the host-name defaults of IEAPI_IE_ID and IEAPI_INSTANCE_ID:
+        a container's host name is its id, new on every re-create, and with it the
+        managed-by label; every container managed so far would be orphaned."""
+        if not (running_in_container() if in_container is None else in_container):
+            return
+        missing = [ENV_VARIABLES[name] for name in ("ie_id", "instance_id")
+                   if name not in self.model_fields_set]
+        if missing:
+            raise SettingsError(
+                f"running in a container: set {' and '.join(missing)} explicitly. The "
+                "managed-by label (IEAPI_INSTANCE_ID, default IEAPI_IE_ID, default the host "
+                "name) marks every container this IE manages; a container's host name is its "
+                "id, new whenever it is re-created, which would orphan them all")
 
     def _check_tls(self) -> None:
         """HTTPS needs both files, readable: a half-configured TLS must not fall back to HTTP."""
@@ -105,6 +150,14 @@ class Settings(BaseModel):
             raise SettingsError(problems) from exc
 
 
+CONTAINER_MARKERS = (Path("/.dockerenv"), Path("/run/.containerenv"))  # Docker, Podman
+
+
+def running_in_container(markers: tuple[Path, ...] = CONTAINER_MARKERS) -> bool:
+    """The marker files Docker and Podman put into every container."""
+    return any(marker.exists() for marker in markers)
+
+
 ENV_VARIABLES: dict[str, str] = {
     "token": "IEAPI_TOKEN",
     "token_file": "IEAPI_TOKEN_FILE",
@@ -123,8 +176,16 @@ ENV_VARIABLES: dict[str, str] = {
     "stop_timeout_seconds": "IEAPI_STOP_TIMEOUT_SECONDS",
     "pull_failure_ttl_seconds": "IEAPI_PULL_FAILURE_TTL_SECONDS",
     "container_init": "IEAPI_CONTAINER_INIT",
+    "wireguard": "IEAPI_WIREGUARD",
+    "wireguard_go": "IEAPI_WIREGUARD_GO",
+    "overlay_handshake_grace_seconds": "IEAPI_OVERLAY_HANDSHAKE_GRACE_SECONDS",
     "tls_cert_file": "IEAPI_TLS_CERT_FILE",
     "tls_key_file": "IEAPI_TLS_KEY_FILE",
+    "logs_max_tail_lines": "IEAPI_LOGS_MAX_TAIL_LINES",
+    "logs_max_bytes": "IEAPI_LOGS_MAX_BYTES",
+    "logs_max_streams": "IEAPI_LOGS_MAX_STREAMS",
+    "log_level": "IEAPI_LOG_LEVEL",
+    "log_format": "IEAPI_LOG_FORMAT",
 }
 
 ENV_HELP = """\
@@ -132,7 +193,8 @@ Environment (IE Docker API):
   IEAPI_TOKEN                  bearer token clients must send
   IEAPI_TOKEN_FILE             file holding the token; re-read when it changes (mounted secret)
   IEAPI_INSECURE_NO_AUTH=true  run without a token (trusted, isolated networks only)
-  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name)
+  IEAPI_IE_ID                  NGSI-LD id of this IE (default: the host name; in a container
+                               this and IEAPI_INSTANCE_ID must be set)
   IEAPI_HOSTNAME               host name reported by /v1/info (default: the host name)
   IEAPI_INSTANCE_ID            managed-by label value (default: IEAPI_IE_ID)
   IEAPI_CONTAINER_PREFIX       container/network name prefix (default: llo)
@@ -145,8 +207,17 @@ Environment (IE Docker API):
   IEAPI_STOP_TIMEOUT_SECONDS   grace period before SIGKILL on removal (default: 10)
   IEAPI_PULL_FAILURE_TTL_SECONDS  how long a failed pull is remembered (default: 300)
   IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
+  IEAPI_WIREGUARD              overlays: auto (kernel module, else wireguard-go), kernel,
+                               userspace or off (default: auto)
+  IEAPI_WIREGUARD_GO           the wireguard-go binary (default: wireguard-go on PATH)
+  IEAPI_OVERLAY_HANDSHAKE_GRACE_SECONDS  wait for a new overlay's first handshake before
+                               reporting EndpointUnreachable (default: 30)
   IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
                                clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
+  IEAPI_LOGS_MAX_TAIL_LINES    largest and default `tail` of GET .../logs (default: 10000)
+  IEAPI_LOGS_MAX_BYTES         most bytes in one logs answer, follow too (default: 16777216)
+  IEAPI_LOGS_MAX_STREAMS       logs answers streaming at once; more get 429 (default: 4)
+  IEAPI_LOG_FORMAT=text        log lines as text (default: json, one object per line)
 Server (gunicorn):
   IEAPI_BIND (default 0.0.0.0:8081), IEAPI_THREADS (default 8), IEAPI_LOG_LEVEL (default info)
 """

@@ -3,18 +3,29 @@
 One class, :class:`StructuralSchema`, does what the API server does with a CRD's
 ``openAPIV3Schema`` on every write: unknown fields and nulls of non-nullable fields are pruned,
 defaults applied, then types, enum, pattern, length, range, required fields and list-map keys
-validated. CEL ``x-kubernetes-validations`` rules are NOT evaluated (docs/design.md, "The CRD
-API server"); they would be checked in :meth:`StructuralSchema.apply` after defaulting, like the
-API server does.
+validated, and CEL ``x-kubernetes-validations`` rules evaluated on the defaulted value with
+cel-python (``celpy``), as the API server does after defaulting.
+
+cel-python implements standard CEL, not the Kubernetes CEL libraries (``lowerAscii``,
+``isURL``, ``quantity``, ...) nor transition rules (``oldSelf``). :func:`unevaluable_rules`
+names every rule of a schema it cannot evaluate like the API server; such a rule is skipped
+(never a false refusal) and the tiers that use the driver list them
+(tests/doubles/test_cel_rules.py holds the explicit list: today none).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+
+import celpy
+from celpy import evaluation
+from celpy.adapter import json_to_cel
 
 JSON = dict[str, Any]
 
@@ -48,6 +59,73 @@ def check_object_name(name: Any, namespace: Any, namespaced: bool) -> None:
     if namespace is not None and not (namespaced and isinstance(namespace, str)
                                       and _DNS_LABEL.match(namespace)):
         raise InvalidError([f"metadata.namespace: Invalid value: {namespace!r}"])
+
+
+# ------------------------------------------------------------------ CEL
+
+# Macros the CEL parser expands itself, and the functions celpy's standard library provides.
+_CEL_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter", "has"})
+_CEL_FUNCTIONS = frozenset(evaluation.base_functions) | _CEL_MACROS
+_CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """One ``x-kubernetes-validations`` entry and where it sits in the schema."""
+
+    path: str
+    rule: str
+    message: str
+
+
+def cel_rules(schema: JSON, path: str = "") -> list[CelRule]:
+    """Every CEL rule of ``schema``, with the path of the value it applies to."""
+    found = [CelRule(path or ".", v["rule"], v.get("message") or f"failed rule: {v['rule']}")
+             for v in schema.get("x-kubernetes-validations", [])]
+    for key, sub in (schema.get("properties") or {}).items():
+        found += cel_rules(sub, f"{path}.{key}")
+    if isinstance(schema.get("items"), dict):
+        found += cel_rules(schema["items"], f"{path}[*]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += cel_rules(schema["additionalProperties"], f"{path}[*]")
+    return found
+
+
+def why_unevaluable(rule: str) -> str | None:
+    """Why cel-python cannot evaluate ``rule`` as the API server would; None when it can."""
+    if re.search(r"\boldSelf\b", rule):
+        return "a transition rule (oldSelf): the driver keeps no old object to compare"
+    unknown = sorted(set(_CALL.findall(_STRING.sub("''", rule))) - _CEL_FUNCTIONS)
+    if unknown:
+        return f"calls Kubernetes CEL library functions cel-python lacks: {', '.join(unknown)}"
+    try:
+        _program(rule)
+    except Exception as exc:  # any parse failure means "cannot evaluate"
+        return f"cel-python cannot parse it: {exc}"
+    return None
+
+
+def unevaluable_rules(schema: JSON) -> dict[CelRule, str]:
+    """The rules of ``schema`` the driver skips, with the reason."""
+    return {r: why for r in cel_rules(schema) if (why := why_unevaluable(r.rule)) is not None}
+
+
+@functools.cache
+def _program(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def _holds(rule: str, value: Any) -> bool | str:
+    """True when ``rule`` holds for ``self`` = ``value``; False, or an error text, when not."""
+    try:
+        result = _program(rule).evaluate({"self": json_to_cel(value)})
+    except Exception as exc:  # a runtime error fails the rule, as in Kubernetes
+        return str(exc)
+    if isinstance(result, Exception):
+        return str(result)
+    return bool(result)
 
 
 class StructuralSchema:
@@ -102,7 +180,22 @@ class StructuralSchema:
             value = self._apply_array(value, schema, path, errors)
         else:
             self._check_scalar(value, schema, path, errors)
+        self._check_rules(value, schema, path, errors)
         return value
+
+    @staticmethod
+    def _check_rules(value: Any, schema: JSON, path: str, errors: list[str]) -> None:
+        """x-kubernetes-validations on the defaulted value (skipped: see unevaluable_rules)."""
+        for validation in schema.get("x-kubernetes-validations", []):
+            rule = validation["rule"]
+            if why_unevaluable(rule) is not None:
+                continue
+            holds = _holds(rule, value)
+            if holds is True:
+                continue
+            message = validation.get("message") or f"failed rule: {rule}"
+            detail = f" ({holds})" if isinstance(holds, str) else ""
+            errors.append(f"{path}: Invalid value: {type(value).__name__}: {message}{detail}")
 
     def _apply_object(self, value: JSON, schema: JSON, path: str, errors: list[str]) -> JSON:
         props: JSON = schema.get("properties", {})

@@ -38,7 +38,11 @@ def _pairs(pairs: list[tuple[str, Any]]) -> JSON:
 
 
 def _decode(body: bytes) -> Any:
-    return json.loads(body, object_pairs_hook=_pairs)
+    """JSON with duplicate keys remembered (Go reports them in strict mode)."""
+    try:
+        return json.loads(body, object_pairs_hook=_pairs)
+    except ValueError as exc:
+        raise HookError(f"can't unmarshal webhookResponse: {exc}") from exc
 
 
 def _check_fields(obj: JSON, fields: dict[str, Callable[[Any], bool]], where: str,
@@ -99,10 +103,7 @@ _RULE_FIELDS = {"apiVersion": _is_str, "resource": _is_str, "labelSelector": _is
 def parse_sync_response(body: bytes, strict: bool) -> JSON:
     """A sync/finalize hook answer as Metacontroller decodes it (see module docstring)."""
     errors: list[str] = []
-    try:
-        raw = _decode(body)
-    except ValueError as exc:
-        raise HookError(f"can't unmarshal webhookResponse: {exc}") from exc
+    raw = _decode(body)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -118,10 +119,7 @@ def parse_sync_response(body: bytes, strict: bool) -> JSON:
 def parse_customize_response(body: bytes, strict: bool) -> list[JSON]:
     """The ``relatedResources`` rules of a customize answer, decoded like Metacontroller."""
     errors: list[str] = []
-    try:
-        raw = _decode(body)
-    except ValueError as exc:
-        raise HookError(f"can't unmarshal webhookResponse: {exc}") from exc
+    raw = _decode(body)
     if raw is None:
         return []
     if not isinstance(raw, dict):

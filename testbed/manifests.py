@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -104,6 +105,50 @@ class Hook:
     version: str
     timeout: float
     strict: bool
+    authorization: JSON | None = None  # the webhook's `authorization`, as written
+
+
+class ControllerError(Exception):
+    """Metacontroller could not create the controller (e.g. its webhook's Secret is missing)."""
+
+
+Secrets = Mapping[tuple[str, str], Mapping[str, str]]  # (namespace, name) -> data
+
+
+def resolve_authorization(hook: Hook, secrets: Secrets) -> str | None:
+    """The Authorization header of a webhook, as Metacontroller's ResolveAuthorization
+    (pkg/hooks/auth.go) builds it once, when the controller is created: ``<type>
+    <TrimSpace(value)>``, type default ``Bearer``, ``Basic`` refused; a missing Secret or key
+    means no controller."""
+    spec = hook.authorization
+    if not spec:
+        return None
+    kind = str(spec.get("type") or "").strip()
+    if kind.lower() == "basic":
+        raise ControllerError(f"{hook.name} hook: authorization type {kind!r} is not "
+                              "supported; use the basicAuth field instead")
+    ref = spec["secretRef"]
+    where = f"{ref['namespace']}/{ref['name']}"
+    data = secrets.get((ref["namespace"], ref["name"]))
+    if data is None:
+        raise ControllerError(f"can't resolve endpoint config for {hook.name} hook: can't "
+                              f"get authorization secret {where}: not found")
+    if ref["key"] not in data:
+        raise ControllerError(f"can't resolve endpoint config for {hook.name} hook: "
+                              f"authorization secret {where} does not contain key "
+                              f"{ref['key']!r}")
+    return f"{kind or 'Bearer'} {data[ref['key']].strip()}"
+
+
+def secret_refs(controllers: list[Controller]) -> set[tuple[str, str, str]]:
+    """(namespace, name, key) of every Secret the controllers' webhooks authenticate with."""
+    refs = set()
+    for ctl in controllers:
+        for hook in ctl.hooks.values():
+            ref = (hook.authorization or {}).get("secretRef")
+            if ref:
+                refs.add((ref["namespace"], ref["name"], ref["key"]))
+    return refs
 
 
 @dataclass(frozen=True)
@@ -143,8 +188,12 @@ def load_controllers(base_url: str, crds: dict[str, CRD], directory: Path = MANI
                 timeout = parse_duration(webhook["timeout"]) if "timeout" in webhook \
                     else DEFAULT_HOOK_TIMEOUT
                 mode = webhook.get("responseUnMarshallMode")
+                if webhook.get("authorization") and webhook.get("basicAuth"):
+                    raise ControllerError(f"{path.name}: {name} hook: authorization and "
+                                          "basicAuth are mutually exclusive")
                 hooks[name] = Hook(name, url, version, hook_timeout or timeout,
-                                   strict=mode == "strict" if mode else version == "v2")
+                                   strict=mode == "strict" if mode else version == "v2",
+                                   authorization=webhook.get("authorization"))
             period = spec.get("resyncPeriodSeconds")
             controllers.append(Controller(
                 name=doc["metadata"]["name"], crd=crd, hooks=hooks,

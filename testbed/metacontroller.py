@@ -10,7 +10,8 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   (testbed/manifests.py).
 - Objects (SCDs, DIEs) live in an object store (testbed/objectstore.py): by default the
   in-memory API server ``MemoryStore``, which applies the CRD schemas like the API server
-  (testbed/crdschema.py; CEL ``x-kubernetes-validations`` are NOT evaluated); or a real
+  (testbed/crdschema.py; CEL ``x-kubernetes-validations`` with cel-python, skipping and
+  naming the rules it cannot evaluate); or a real
   API server (tests/support/kube.py). The loop reads only the store's cache, and writes only
   the finalizer and the status through it.
 - Work queue per controller keyed by parent, deduplicated; delayed adds keep the earliest time;
@@ -23,6 +24,14 @@ pkg/controller/common/customize/manager.go, pkg/controller/common/finalizer/fina
   empty, keyed ``Kind.group/version`` then by name (``ns/name`` for namespaced objects); sync
   request ``{controller, parent, children, related, finalizing}`` with ``children`` = ``{}``
   (no child types declared); finalize hook instead of sync once ``deletionTimestamp`` is set.
+- Hook authentication (pkg/hooks/auth.go, endpoint_config.go, webhook.go): a webhook's
+  ``authorization`` (``type``, default ``Bearer``; ``secretRef`` ``{name, namespace, key}``) is
+  resolved ONCE, when the controller is created, into the header
+  ``Authorization: <type> <TrimSpace(secret value)>`` sent on every call; ``type: Basic``,
+  ``authorization`` together with ``basicAuth``, and a Secret or key that does not exist are
+  refused (the controller does not start: :class:`ControllerError`). The driver's Secrets are
+  ``secrets``, (namespace, name) → data; by default every Secret a webhook names exists with a
+  fresh random value (the install steps create it), readable with :meth:`Driver.secret`.
 - Hook calls: POST ``application/json``; ONLY 200 is success. Anything else, a timeout (the
   manifest's ``timeout``, default 10 s, enforced on the whole exchange) or an undecodable body
   is an error: status untouched, Warning event ``SyncError`` "Sync error: ...", requeue with
@@ -64,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import secrets as secrets_module
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,24 +99,37 @@ from testbed.manifests import (
     FINALIZER_PREFIX,
     MANIFESTS_DIR,
     Controller,
+    ControllerError,
     Hook,
+    Secrets,
     find_crd,
     load_controllers,
     load_crds,
+    resolve_authorization,
+    secret_refs,
 )
 from testbed.mcflags import MetacontrollerFlags
 from testbed.objectstore import MemoryStore, ObjectStore, ObjKey, StatusWrite
 from testbed.ratelimit import ApiRequest, TokenBucket
 
 __all__ = [  # what tests import from here, wherever it is defined
-    "CRDS_DIR", "FINALIZER_PREFIX", "MANIFESTS_DIR", "Clock", "Driver", "Event", "HookCall",
-    "HookError", "HotLoopError", "InvalidError", "RealClock", "SimulatedClock", "StatusWrite",
+    "CRDS_DIR", "FINALIZER_PREFIX", "MANIFESTS_DIR", "Clock", "ControllerError", "Driver",
+    "Event", "HookCall", "HookError", "HotLoopError", "InvalidError", "RealClock",
+    "SimulatedClock", "StatusWrite",
 ]
 
 JSON = dict[str, Any]
 T = TypeVar("T")
 BACKOFF_BASE = 0.005
 BACKOFF_MAX = 1000.0
+
+
+def _installed_secrets(controllers: list[Controller]) -> dict[tuple[str, str], dict[str, str]]:
+    """Every Secret key a webhook names, with a fresh random value."""
+    made: dict[tuple[str, str], dict[str, str]] = {}
+    for namespace, name, key in sorted(secret_refs(controllers)):
+        made.setdefault((namespace, name), {})[key] = secrets_module.token_hex(16)
+    return made
 
 
 class HotLoopError(AssertionError):
@@ -155,8 +178,9 @@ class Driver:
     def __init__(self, hooks_base_url: str, *, clock: Clock | None = None,
                  hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
                  crds_dir: Path = CRDS_DIR, session: requests.Session | None = None,
-                 store: ObjectStore | None = None, rate_limit: TokenBucket | None = None,
-                 workers: int = 1, flags: MetacontrollerFlags | None = None) -> None:
+                 store: ObjectStore | None = None, secrets: Secrets | None = None,
+                 rate_limit: TokenBucket | None = None, workers: int = 1,
+                 flags: MetacontrollerFlags | None = None) -> None:
         self.clock: Clock = clock or SimulatedClock()
         if flags is not None:
             rate_limit, workers = TokenBucket(flags.qps, flags.burst), flags.workers
@@ -168,8 +192,18 @@ class Driver:
         self._lock = threading.RLock()  # held by a worker except while it waits on the network
         self.store: ObjectStore = store or MemoryStore(load_crds(crds_dir), self.clock)
         self.crds = self.store.crds
-        self.controllers = {c.name: c for c in load_controllers(
-            hooks_base_url, self.crds, manifests_dir, hook_timeout)}
+        try:
+            controllers = load_controllers(hooks_base_url, self.crds, manifests_dir,
+                                           hook_timeout)
+            self.secrets: dict[tuple[str, str], dict[str, str]] = (
+                {k: dict(v) for k, v in secrets.items()} if secrets is not None
+                else _installed_secrets(controllers))
+            self._auth = {(c.name, h.name): resolve_authorization(h, self.secrets)
+                          for c in controllers for h in c.hooks.values()}
+        except ControllerError:
+            self.store.close()
+            raise
+        self.controllers = {c.name: c for c in controllers}
         self.events: list[Event] = []
         self.hook_calls: list[HookCall] = []
         self._session = session or requests.Session()
@@ -191,6 +225,10 @@ class Driver:
         except BaseException:
             self.close()
             raise
+
+    def secret(self, namespace: str, name: str, key: str) -> str:
+        """A value of one of the driver's Secrets (the hooks must be given the same)."""
+        return self.secrets[(namespace, name)][key]
 
     def close(self) -> None:
         self.store.close()
@@ -344,10 +382,14 @@ class Driver:
         text: Any = None
         try:
             try:
+                headers = {"Content-Type": "application/json"}
+                auth = self._auth.get((ctl.name, hook.name))
+                if auth:
+                    headers["Authorization"] = auth
                 with self._unlocked():
                     resp = self._session.post(hook.url, data=body,
                                               timeout=(hook.timeout, hook.timeout),
-                                              headers={"Content-Type": "application/json"})
+                                              headers=headers)
             except requests.RequestException as exc:
                 raise HookError(f"http error: Post {hook.url!r}: {exc}") from exc
             status_code, content = resp.status_code, resp.content

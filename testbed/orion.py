@@ -22,6 +22,12 @@ as aerOS does), response bodies included:
 - ``POST /ngsi-ld/v1/entities``: 201, no body, ``Location: /ngsi-ld/v1/entities/{id}``;
   duplicate → 409 AlreadyExists "Entity already exists" (ngsild_entity_double_creation.test).
 - ``DELETE /ngsi-ld/v1/entities/{id}``: 204, or 404 when missing.
+- ``GET /ngsi-ld/v1/entities?type=T&idPattern=R``: 200 ``application/json``, a JSON array of
+  the matching entities (``[]`` when none) with the ``Link`` header; ``idPattern`` is a regular
+  expression searched anywhere in the id (Orion-LD hands it to MongoDB's ``$regex``, so anchor
+  it for a whole-id match); ``limit`` (default 20, at most 1000); ``count=true`` adds the
+  ``NGSILD-Results-Count`` header. Without type, id, idPattern, attrs, q, geo-query or local
+  the query is refused with 400 "Too broad query" (Orion-LD PR #1192); an invalid pattern is 400.
 - Content-Type (ngsild_content_type_and_context.test): ``application/json`` (a ``Link`` header
   is optional) or ``application/ld+json`` with ``@context`` in the body; ``application/json``
   with ``@context`` in the body → 400; ``application/ld+json`` without it, or together with a
@@ -51,6 +57,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import socket
 import threading
 import urllib.parse
@@ -70,6 +77,10 @@ ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 STATUS_ATTR = "serviceComponentStatus"
 STATUS_PREFIX = "urn:ngsi-ld:ServiceComponentStatus:"
 ENTITIES = "/ngsi-ld/v1/entities"
+MAX_LIMIT = 1000
+# Query parameters that also make GET /entities specific enough (this double filters by type
+# and idPattern only; a query with just these others answers every entity, unfiltered).
+_OTHER_FILTERS = frozenset({"id", "attrs", "q", "geoQ", "georel", "local"})
 
 Fault = Literal["error", "hang", "down"]
 JSON = dict[str, Any]
@@ -357,6 +368,8 @@ class OrionDouble:
         if not parts:
             if method == "POST" and parsed is not None:
                 return self._create(parsed)
+            if method == "GET":
+                return self._query(urllib.parse.parse_qs(urllib.parse.urlsplit(raw_path).query))
             return _error(405, "BadRequestData", "Method not allowed", f"{method} {path}")
         entity_id = parts[0]
         if ":" not in entity_id:
@@ -431,6 +444,41 @@ class OrionDouble:
             return _Answer(200, {**copy.deepcopy(entity), "@context": CORE_CONTEXT},
                            content_type="application/ld+json")
         return _Answer(200, copy.deepcopy(entity), headers={"Link": LINK_HEADER})
+
+    def _query(self, query: dict[str, list[str]]) -> _Answer:
+        """GET /entities: filter by `type` (comma-separated list) and `idPattern` (a regular
+        expression searched in the id, unanchored like MongoDB's $regex), at most `limit`
+        (default 20, at most 1000) in creation order; `count=true` adds NGSILD-Results-Count.
+        Without any filter the query is refused as too broad."""
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[-1] if values else None
+
+        types, pattern = one("type"), one("idPattern")
+        if types is None and pattern is None and not (set(query) & _OTHER_FILTERS):
+            return _error(400, "BadRequestData", "Too broad query",
+                          "Need at least one of: type, id, idPattern, attrs, q, geoQ, local")
+        try:
+            limit = int(one("limit") or 20)
+        except ValueError:
+            return _error(400, "BadRequestData", "Invalid value for URI parameter /limit/",
+                          str(one("limit")))
+        if not 0 <= limit <= MAX_LIMIT:
+            return _error(400, "BadRequestData", "Invalid value for URI parameter /limit/",
+                          f"must be 0..{MAX_LIMIT}")
+        try:
+            regex = re.compile(pattern) if pattern is not None else None
+        except re.error as exc:
+            return _error(400, "BadRequestData", "Invalid regular expression for idPattern",
+                          str(exc))
+        wanted = set(types.split(",")) if types is not None else None
+        found = [copy.deepcopy(e) for e in self._entities.values()
+                 if (wanted is None or e["type"] in wanted)
+                 and (regex is None or regex.search(e["id"]))]
+        headers = {"Link": LINK_HEADER}
+        if one("count") == "true":
+            headers["NGSILD-Results-Count"] = str(len(found))
+        return _Answer(200, found[:limit], headers=headers)
 
     def _delete(self, entity_id: str) -> _Answer:
         if self._entities.pop(entity_id, None) is None:

@@ -29,6 +29,9 @@ JSON = dict[str, Any]
 GROUP_VERSION = "llo.aeros-project.eu/v1alpha1"
 MANAGED_LABEL = "llo.aeros-project.eu/managed-by"
 NAMESPACE = "default"
+# The Secret the shipped CompositeControllers' webhook.authorization names and the hooks
+# Deployment mounts (metacontroller/): (namespace, name, key).
+HOOK_SECRET = ("llo-docker", "llo-hook-secret", "token")
 
 # Fast paces so tests converge in seconds; production defaults are in hooks/settings.py.
 FAST_HOOKS_ENV = {
@@ -126,8 +129,12 @@ class Stack:
         self.ies: dict[str, IE] = {}
         self._clock = clock
         self.client = docker.DockerClient(base_url=docker_host, version="1.41", timeout=30)
-        self.start_hooks()
+        # Authenticated like the shipped install: the driver sends the Secret's value as
+        # Metacontroller does, and the hooks read the same value from LLO_HOOK_SECRET_FILE.
         self.driver = Driver(self.hooks_url, clock=clock)
+        self.hook_secret_file = workdir / "hook-secret"
+        self.hook_secret_file.write_text(self.driver.secret(*HOOK_SECRET) + "\n")
+        self.start_hooks()
 
     # ------------------------------------------------------------------ processes
 
@@ -135,10 +142,16 @@ class Stack:
     def hooks_url(self) -> str:
         return f"http://127.0.0.1:{self.hooks_port}"
 
+    @property
+    def hook_auth(self) -> dict[str, str]:
+        """The header Metacontroller sends: for tests that post to the hooks themselves."""
+        return {"Authorization": f"Bearer {self.driver.secret(*HOOK_SECRET)}"}
+
     def start_hooks(self) -> ServerProcess:
         """Start (or restart, on the same port) the gunicorn-served hooks."""
         env = {"LLO_LISTEN": f"127.0.0.1:{self.hooks_port}",
-               "LLO_IE_TOKEN_DIR": str(self.token_dir), **FAST_HOOKS_ENV}
+               "LLO_IE_TOKEN_DIR": str(self.token_dir),
+               "LLO_HOOK_SECRET_FILE": str(self.hook_secret_file), **FAST_HOOKS_ENV}
         if self.orion is not None:
             env["LLO_BROKER_URL"] = self.orion.url
             env["LLO_BROKER_HEADERS"] = "aeriOS=true"

@@ -8,12 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PLOTS = ("bench-throughput.png", "bench-scale.png", "bench-dead-ie.png", "bench-ieapi.png",
-         "bench-e2e.png", "bench-burst.png")
+         "bench-e2e.png", "bench-nats.png", "bench-burst.png")
 
 
 @pytest.mark.slow
@@ -28,7 +29,8 @@ def test_quick_bench_writes_page_plots_and_sane_numbers(tmp_path: Path, dockerd:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     page = (tmp_path / "benchmarks.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.",
+                    "## 7."):
         assert heading in page
     for plot in PLOTS:
         assert (tmp_path / "img" / plot).stat().st_size > 10_000, plot
@@ -61,8 +63,28 @@ def test_quick_bench_writes_page_plots_and_sane_numbers(tmp_path: Path, dockerd:
     e2e = res["e2e"]
     assert len(e2e["latencies_ms"]) == e2e["applies"] > 0
     assert 0 < e2e["p50_ms"] < 30_000
+    assert_sane_nats(res["nats"])
+    assert_sane_burst(res["burst"])
 
-    burst = res["burst"]
+
+def assert_sane_nats(nats: dict[str, object]) -> None:
+    """Part 6: both transports measured, every number inside sane bounds."""
+    for part in ("sync", "ensure"):
+        rows = nats[part]
+        assert isinstance(rows, dict)
+        for name in ("http", "nats"):
+            row = rows[name]
+            assert 0 < row["p50_ms"] <= row["p99_ms"] < 30_000, (part, name, row)
+            assert row["rate"] > 0
+    sync = nats["sync"]
+    assert isinstance(sync, dict)
+    for name in ("http", "nats"):
+        assert 0 < sync[name]["hooks_cpu_ms_per_sync"] < 1_000
+        assert 0 < sync[name]["ie_cpu_ms_per_sync"] < 1_000
+
+
+def assert_sane_burst(burst: dict[str, Any]) -> None:
+    """Part 7: both flag sets measured next to ieapi's floor, sane numbers."""
     for part in ("service", "burst"):
         floor = burst["floor"][part]
         assert 0 < floor["seconds_to_all_running"] < 600

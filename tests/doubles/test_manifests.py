@@ -3,8 +3,8 @@ must mirror and Metacontroller's own CompositeController schema.
 
 Schema checks use the structural-schema evaluator of testbed/crdschema.py (prune,
 default, validate; the ``jsonschema`` package is not installed, and plain JSON Schema would not
-prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are not evaluated here;
-tests/k8s runs the CRDs on a real API server.
+prune or flag unknown fields anyway). CEL ``x-kubernetes-validations`` are evaluated with
+cel-python (tests/doubles/test_cel_rules.py); tests/k8s runs the CRDs on a real API server.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from testbed.mcflags import (
     parse_args,
     shipped,
 )
+from testbed.stack import HOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "crds"
@@ -322,8 +323,11 @@ def test_scd_schema_rejects_missing_image() -> None:
 @pytest.mark.parametrize(("api", "ok"), [
     ({"url": "http://10.0.0.5:8081"}, True),
     ({"url": "https://ie.example/api", "tokenKey": "docker-machine-2"}, True),
+    ({"url": "nats://nats.example:4222"}, True),
+    ({"url": "tls://nats.example:4222"}, True),
     ({"url": "ftp://10.0.0.5"}, False),
     ({"url": "http://"}, False),
+    ({"url": "nats://"}, False),
     ({"url": "http://x:1", "tokenKey": "../etc"}, False),
     ({"url": "http://x:1", "tokenKey": ".hidden"}, False),
 ])
@@ -404,6 +408,11 @@ def test_composite_controller_settings(name: str, resource: str, hooks: dict[str
         assert h["webhook"]["url"] == f"http://llo-docker-hooks.llo-docker{path}"
         assert parse_duration(h["webhook"]["timeout"]) == 10.0
         assert h["webhook"]["responseUnMarshallMode"] == "strict"
+        # Authenticated (Metacontroller v4.16+): the same Secret the hooks Deployment mounts.
+        assert h["webhook"]["authorization"] == {"type": "Bearer", "secretRef": {
+            "name": HOOK_SECRET[1], "namespace": HOOK_SECRET[0], "key": HOOK_SECRET[2]}}
+        assert "basicAuth" not in h["webhook"]
+        assert "@" not in h["webhook"]["url"]  # no secret in a URL
 
 
 def test_driver_reads_the_manifests() -> None:
@@ -517,11 +526,18 @@ def test_kubectl_apply_f_crds_sees_only_crds() -> None:
     assert (CRDS / "Kustomization").exists()
 
 
+def _generated_configmap(docs: list[JSON]) -> JSON:
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    return cm
+
+
 def test_hooks_deployment() -> None:
     dep = _yaml(MANIFESTS / "deployment.yaml")
     svc = _yaml(MANIFESTS / "service.yaml")
     sa = _yaml(MANIFESTS / "rbac.yaml")
-    cm = _yaml(MANIFESTS / "configmap.yaml")
+    rendered = _rendered(MANIFESTS)
+    cm = _generated_configmap(rendered)
+    rendered_dep = next(d for d in rendered if d["kind"] == "Deployment")
     pod = dep["spec"]["template"]["spec"]
     assert dep["spec"]["replicas"] == 2
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
@@ -557,8 +573,55 @@ def test_hooks_deployment() -> None:
                   if v.get("secret", {}).get("secretName") == "llo-broker-token")
     assert Path(env["LLO_BROKER_TOKEN_FILE"]).parent == Path(mounts[broker])
     assert "/tmp" in mounts.values()  # gunicorn needs a writable temp dir
+    # the hook secret: the Secret the CompositeControllers name, required (auth on by default)
+    hook = next(n for n, v in volumes.items()
+                if v.get("secret", {}).get("secretName") == HOOK_SECRET[1])
+    assert "optional" not in volumes[hook]["secret"]
+    assert Path(mounts[hook]) / HOOK_SECRET[2] == Path(env["LLO_HOOK_SECRET_FILE"])
     assert cm["data"]["LLO_BROKER_HEADERS"] == "aeriOS=true"
-    assert container["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    (rendered_container,) = rendered_dep["spec"]["template"]["spec"]["containers"]
+    assert rendered_container["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+
+
+def _copy_install(tmp_path: Path) -> Path:
+    """metacontroller/ and crds/ side by side in tmp_path (the kustomization names ../crds)."""
+    shutil.copytree(CRDS, tmp_path / "crds")
+    return Path(shutil.copytree(MANIFESTS, tmp_path / "metacontroller"))
+
+
+def test_a_setting_change_rolls_the_deployment(tmp_path: Path) -> None:
+    """The ConfigMap is generated with a content hash in its name, and the Deployment refers to
+    that name: editing configmap.env changes the pod template, so the pods roll."""
+    before = _generated_configmap(_rendered(MANIFESTS))["metadata"]["name"]
+    assert re.fullmatch(r"llo-docker-hooks-[a-z0-9]{10}", before)
+    copy_dir = _copy_install(tmp_path)
+    env_file = copy_dir / "configmap.env"
+    env_file.write_text(env_file.read_text().replace("LLO_WORKERS=2", "LLO_WORKERS=3"))
+    docs = _rendered(copy_dir)
+    after = _generated_configmap(docs)
+    assert after["data"]["LLO_WORKERS"] == "3"
+    assert after["metadata"]["name"] != before
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    refs = [e["configMapRef"]["name"]
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["envFrom"]]
+    assert refs == [after["metadata"]["name"]]
+
+
+def _policy_namespace(docs: list[JSON]) -> str:
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    return str(peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+
+
+def test_metacontroller_namespace_is_set_in_the_kustomization(tmp_path: Path) -> None:
+    assert _policy_namespace(_rendered(MANIFESTS)) == "metacontroller"
+    copy_dir = _copy_install(tmp_path)
+    kustomization = copy_dir / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert text.count("value: metacontroller\n") == 1
+    kustomization.write_text(text.replace("value: metacontroller\n", "value: mc-system\n"))
+    assert _policy_namespace(_rendered(copy_dir)) == "mc-system"
 
 
 def test_every_llo_variable_is_a_hooks_setting() -> None:
@@ -566,7 +629,7 @@ def test_every_llo_variable_is_a_hooks_setting() -> None:
     settings = pytest.importorskip("hooks.settings")
     known = {settings.Settings.env_name(f) for f in settings.Settings.model_fields}
     dep = _yaml(MANIFESTS / "deployment.yaml")
-    cm = _yaml(MANIFESTS / "configmap.yaml")
+    cm = _generated_configmap(_rendered(MANIFESTS))
     names = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     names |= set(cm["data"])
     llo = {n for n in names if n.startswith("LLO_")}
@@ -626,8 +689,17 @@ def test_mongo_sample_is_the_orion_database() -> None:
     assert mongo["spec"]["selectedIE"] == orion["spec"]["selectedIE"]
 
 
+def _strict_scd(obj: JSON) -> resources.SCDObject:
+    """The SCD as the hooks read it, with nothing the lenient reader would have forgiven."""
+    scd = resources.read_scd(obj)
+    assert scd.spec_error is None
+    resources.SCDStatus.model_validate(obj.get("status") or {})
+    return scd
+
+
 def test_job_sample_is_a_job() -> None:
-    job = resources.SCD.model_validate(_yaml(SAMPLES / "scd-job.yaml"))
+    job = _strict_scd(_yaml(SAMPLES / "scd-job.yaml"))
+    assert job.spec is not None
     assert job.spec.is_job is True
 
 
@@ -638,8 +710,10 @@ def test_sample_validates(path: Path) -> None:
     result, errors = apply_schema(doc, _schema(crd))
     assert errors == []
     assert _subset(doc, result)  # nothing pruned, only defaults added
-    model = resources.SCD if doc["kind"] == resources.SCD_KIND else resources.DIE
-    model.model_validate(doc)
+    if doc["kind"] == resources.SCD_KIND:
+        _strict_scd(doc)
+    else:
+        resources.DIE.model_validate(doc)
 
 
 def test_sample_dies_match_their_scds() -> None:
@@ -698,7 +772,7 @@ def test_hook_body_is_what_metacontroller_sends(path: Path) -> None:
     if hook == "customize":
         assert set(body) == {"controller", "parent"}
         CustomizeRequest.model_validate(body)
-        resources.SCD.model_validate(parent)
+        _strict_scd(parent)
         return
     assert set(body) == {"controller", "parent", "children", "related", "finalizing"}
     request = SyncRequest.model_validate(body)
@@ -709,7 +783,8 @@ def test_hook_body_is_what_metacontroller_sends(path: Path) -> None:
         assert body["related"] == {}
         resources.DIE.model_validate(parent)
         return
-    scd = resources.SCD.model_validate(parent)
+    scd = _strict_scd(parent)
+    assert scd.spec is not None
     assert set(body["related"]) == {resources.DIE_RELATED_KEY}
     die_obj = request.related_object(resources.DIE_RELATED_KEY, scd.spec.selected_ie.hostname)
     assert die_obj is not None

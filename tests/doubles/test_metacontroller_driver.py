@@ -20,6 +20,7 @@ from hooks.resources import DIE_RELATED_KEY
 from testbed.metacontroller import (
     FINALIZER_PREFIX,
     MANIFESTS_DIR,
+    ControllerError,
     Driver,
     HotLoopError,
     InvalidError,
@@ -57,6 +58,7 @@ class FakeHooks:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, JSON]] = []
+        self.authorizations: list[str | None] = []  # the Authorization header of each call
         self.shape_errors: list[str] = []
         self.scripts: dict[str, Script] = {
             "/scd/customize": lambda body: (200, {"relatedResources": [{
@@ -86,6 +88,7 @@ class FakeHooks:
                 self.shape_errors.append(f"{path}: content type {request.mimetype}")
             self._check(path, body)
             self.calls.append((path, body))
+            self.authorizations.append(request.headers.get("Authorization"))
             answer = self.scripts[path](body)
             status, payload = answer[0], answer[1]
             headers = answer[2] if len(answer) == 3 else {}
@@ -624,3 +627,53 @@ def test_workers_sync_several_parents_at_once(hooks: FakeHooks) -> None:
     assert peak["one"] == 1
     with pytest.raises(ValueError, match="RealClock"):
         Driver(hooks.url, workers=2)
+
+
+# =========================================================================== authentication
+
+
+def test_sends_the_webhook_authorization_secret(hooks: FakeHooks) -> None:
+    """pkg/hooks/auth.go: `Authorization: <type> <TrimSpace(value)>` on every call, from the
+    Secret the webhook's `authorization.secretRef` names."""
+    secrets = {("llo-docker", "llo-hook-secret"): {"token": " s3cret\n"}}
+    with Driver(hooks.url, clock=SimulatedClock(1_700_000_000.0), secrets=secrets) as d:
+        d.apply(die())
+        d.apply(scd())
+        d.run_until(lambda: bool(hooks.bodies("/scd/sync")), timeout=10)
+    assert {p for p, _ in hooks.calls} >= {"/die/sync", "/scd/customize", "/scd/sync"}
+    assert set(hooks.authorizations) == {"Bearer s3cret"}
+
+
+def test_default_secrets_are_random_and_readable(hooks: FakeHooks) -> None:
+    with Driver(hooks.url) as one, Driver(hooks.url) as two:
+        first = one.secret("llo-docker", "llo-hook-secret", "token")
+        assert len(first) >= 32
+        assert first != two.secret("llo-docker", "llo-hook-secret", "token")
+
+
+def _manifests_with(tmp_path: Path, change: Callable[[JSON], None]) -> Path:
+    for manifest in MANIFESTS_DIR.glob("compositecontroller-*.yaml"):
+        doc = yaml.safe_load(manifest.read_text())
+        for hook in doc["spec"]["hooks"].values():
+            change(hook["webhook"])
+        (tmp_path / manifest.name).write_text(yaml.safe_dump(doc))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("secrets", "change", "message"), [
+    ({}, None, "can't get authorization secret llo-docker/llo-hook-secret"),
+    ({("llo-docker", "llo-hook-secret"): {"other": "x"}}, None,
+     "does not contain key 'token'"),
+    (None, lambda w: w["authorization"].update(type="basic"), "use the basicAuth field"),
+    (None, lambda w: w.update(basicAuth={"secretRef": {"name": "b", "namespace": "n"}}),
+     "mutually exclusive"),
+])
+def test_controller_does_not_start_without_its_secret(
+        hooks: FakeHooks, tmp_path: Path, secrets: dict[tuple[str, str], dict[str, str]] | None,
+        change: Callable[[JSON], None] | None, message: str) -> None:
+    """Metacontroller resolves the credential when it creates the controller; a missing Secret
+    or key, type Basic, or authorization with basicAuth: no controller, no hook call."""
+    manifests = _manifests_with(tmp_path, change) if change else MANIFESTS_DIR
+    with pytest.raises(ControllerError, match=message):
+        Driver(hooks.url, manifests_dir=manifests, secrets=secrets)
+    assert hooks.calls == []

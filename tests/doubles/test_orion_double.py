@@ -314,3 +314,56 @@ def test_closed_double_refuses_connections() -> None:
     orion.close()
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(url + ENTITY, timeout=2)
+
+
+# --------------------------------------------------------------------------- query
+
+
+def _query(orion: OrionDouble, http: requests.Session, **params: str) -> requests.Response:
+    return http.get(orion.url + "/ngsi-ld/v1/entities", params=params)
+
+
+def test_query_by_type_and_id_pattern(orion: OrionDouble, http: requests.Session) -> None:
+    for eid in ("urn:ngsi-ld:Service:my_app:Component:web", "urn:ngsi-ld:Service:my:app:X:1",
+                "urn:ngsi-ld:Service:other:Component:web"):
+        orion.create_entity(eid, "ServiceComponent")
+    orion.create_entity("urn:ngsi-ld:Service:my_app", "Service")
+    r = _query(orion, http, type="ServiceComponent",
+               idPattern="^urn:ngsi-ld:Service[:_]my[:_]app[:_]Component[:_]web$")
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.headers["Link"].startswith(f"<{CORE_CONTEXT}>")
+    assert r.json() == [{"id": "urn:ngsi-ld:Service:my_app:Component:web",
+                         "type": "ServiceComponent"}]
+    # Unanchored like MongoDB's $regex; `type` filters; nothing found is an empty array.
+    found = _query(orion, http, type="ServiceComponent", idPattern="my.app").json()
+    assert [e["id"] for e in found] == ["urn:ngsi-ld:Service:my_app:Component:web",
+                                        "urn:ngsi-ld:Service:my:app:X:1"]
+    assert [e["id"] for e in _query(orion, http, idPattern="my.app$").json()] == \
+        ["urn:ngsi-ld:Service:my_app"]
+    empty = _query(orion, http, type="ServiceComponent", idPattern="^nothing$")
+    assert (empty.status_code, empty.json()) == (200, [])
+
+
+def test_query_limit_and_count(orion: OrionDouble, http: requests.Session) -> None:
+    for i in range(5):
+        orion.create_entity(f"urn:ngsi-ld:Service:1:Component:{i}", "ServiceComponent")
+    r = _query(orion, http, type="ServiceComponent", limit="2", count="true")
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Service:1:Component:0",
+                                           "urn:ngsi-ld:Service:1:Component:1"]
+    assert r.headers["NGSILD-Results-Count"] == "5"
+    assert "NGSILD-Results-Count" not in _query(orion, http, type="ServiceComponent").headers
+    assert _query(orion, http, type="ServiceComponent", limit="1001").status_code == 400
+
+
+@pytest.mark.parametrize(("params", "title"), [
+    ({}, "Too broad query"),
+    ({"limit": "3"}, "Too broad query"),
+    ({"idPattern": "(unclosed"}, "Invalid regular expression for idPattern"),
+])
+def test_query_refused(orion: OrionDouble, http: requests.Session, params: dict[str, str],
+                       title: str) -> None:
+    r = _query(orion, http, **params)
+    assert r.status_code == 400
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert r.json()["title"] == title

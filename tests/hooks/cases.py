@@ -166,19 +166,21 @@ class ScriptedIE(IEClient):
         assert deleted is not None
         return DeleteResult(name=name, deleted=deleted)
 
-    def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
-        answer, self.probe = self.probe, None
-        assert answer is not None, f"info of IE {ep.ie!r}: no probe scripted"
+    @staticmethod
+    def _scripted(answer: JSON | None, what: str) -> JSON:
+        """A scripted probe or listing: the body, or the failure raised."""
+        assert answer is not None, f"{what}: nothing scripted"
         if "failure" in answer:
             _raise(Failure.model_validate(answer["failure"]))
-        return IEInfo.model_validate(answer)
+        return answer
+
+    def info(self, ep: Endpoint, deadline: Deadline) -> IEInfo:
+        answer, self.probe = self.probe, None
+        return IEInfo.model_validate(self._scripted(answer, f"info of IE {ep.ie!r}"))
 
     def list(self, ep: Endpoint, deadline: Deadline) -> ContainerList:
         answer, self.listing = self.listing, None
-        assert answer is not None, f"list on IE {ep.ie!r}: no listing scripted"
-        if "failure" in answer:
-            _raise(Failure.model_validate(answer["failure"]))
-        return ContainerList.model_validate(answer)
+        return ContainerList.model_validate(self._scripted(answer, f"list on IE {ep.ie!r}"))
 
     def done(self) -> None:
         assert not self.answers, f"scripted observations not asked for: {list(self.answers)}"
@@ -188,11 +190,13 @@ class ScriptedIE(IEClient):
 
 class ScriptedBroker(BrokerClient):
     """A broker client that hands out the step's scripted answers in order, checking that each
-    is for the value asked for."""
+    is for the value (and, when the answer names one, the `entity`) asked for. `queries` are
+    the answers to idPattern lookups: `{"pattern": ..., "ids": [...]}` or `{"failure": ...}`."""
 
     def __init__(self, settings: Settings, step: JSON, calls: list[str]) -> None:
         super().__init__(settings)
         self.answers = [BrokerObservation.model_validate(a) for a in step.get("broker", [])]
+        self.queries: list[JSON] = list(step.get("queries", []))
         self.asked: list[str] = []
         self.calls = calls
 
@@ -202,13 +206,27 @@ class ScriptedBroker(BrokerClient):
         assert self.answers, f"the hook asked the broker for {value!r}; no answer scripted"
         answer = self.answers.pop(0)
         assert answer.value == value, f"broker asked for {value!r}, answer is for {answer.value!r}"
+        if answer.entity is not None:
+            assert entity == answer.entity, f"written to {entity!r}, expected {answer.entity!r}"
         if answer.failure is not None:
             _raise(answer.failure)
         assert answer.outcome is not None
         return answer.outcome
 
+    def find_entities(self, entity_type: str, pattern: str, deadline: Deadline) -> list[str]:
+        self.calls.append(f"broker:query:{pattern}")
+        assert self.queries, f"the hook queried idPattern {pattern!r}; no answer scripted"
+        answer = self.queries.pop(0)
+        assert entity_type == "ServiceComponent"
+        if "pattern" in answer:
+            assert pattern == answer["pattern"], f"queried {pattern!r}"
+        if "failure" in answer:
+            _raise(Failure.model_validate(answer["failure"]))
+        return list(answer["ids"])
+
     def done(self) -> None:
         assert not self.answers, f"scripted broker answers not asked for: {self.answers}"
+        assert not self.queries, f"scripted queries not asked for: {self.queries}"
 
 
 def _request(parent: JSON, die: DIE | None, finalizing: bool) -> SyncRequest:
@@ -233,7 +251,7 @@ def run_step(case: Case, obj: JSON, die: DIE | None, step: JSON) -> Result:
         status, resync, finalized = out.status_json(), out.resync_after_seconds, out.finalized
         orphaned = [p.ie for p in out.orphaned]
         if not finalizing:  # which stage the plan saw (the calls are checked as made)
-            stage = sc.plan(read_scd(obj), die).stage.value
+            stage = sc.sync_plan(read_scd(obj), die).stage.value
     else:
         answer = reconciler.die(request, finalizing=finalizing)
         status = dict(answer.status or {})

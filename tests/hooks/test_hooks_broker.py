@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from hooks.broker import BrokerClient
-from hooks.brokerstatus import entity_id
+from hooks.brokerstatus import encodes_to, entity_id, id_pattern
 from hooks.errors import PermanentError, TemporaryError
 from hooks.http import Deadline
 from hooks.observations import BrokerOutcome
@@ -146,3 +147,55 @@ def test_entity_id(labels: dict[str, str], annotations: dict[str, str],
                    expected: str | None) -> None:
     meta = ObjectMeta(name="x", labels=labels, annotations=annotations)
     assert entity_id(meta) == expected
+
+
+def test_find_entities_against_the_double(orion: OrionDouble) -> None:
+    right = "urn:ngsi-ld:Service:my_app:Component:web_1"
+    orion.create_entity(right, "ServiceComponent")
+    orion.create_entity("urn:ngsi-ld:Service:my_app", "Service")
+    client = client_for(orion.url)
+    pattern = id_pattern("Service_my_app_Component_web_1")
+    assert client.find_entities("ServiceComponent", pattern, Deadline(5)) == [right]
+    assert client.find_entities("ServiceComponent", id_pattern("Service_x"), Deadline(5)) == []
+    query = orion.requests[0]
+    assert [r.method for r in orion.requests] == ["GET", "GET"]
+    assert "content-type" not in query.headers
+    assert "limit=5" in query.path
+
+
+def test_find_entities_errors() -> None:
+    answers = [json_response({"type": "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+                              "title": "Too broad query"}, 400),
+               json_response({"not": "an array"}, 200)]
+    server = FakeServer(lambda request: answers.pop(0))
+    try:
+        client = client_for(server.url)
+        with pytest.raises(PermanentError) as refused:
+            client.find_entities("ServiceComponent", "^x$", Deadline(5))
+        assert refused.value.reason is Reason.BROKER_REJECTED
+        assert "Too broad query" in refused.value.message
+        with pytest.raises(TemporaryError):
+            client.find_entities("ServiceComponent", "^x$", Deadline(5))
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("label", "matching", "other"), [
+    ("Service_my_app_Component_web_1",
+     ["urn:ngsi-ld:Service:my_app:Component:web_1", "urn:ngsi-ld:Service:my:app:Component:web:1",
+      "urn:ngsi-ld:Service_my_app_Component_web_1"],
+     ["urn:ngsi-ld:Service:my-app:Component:web_1", "urn:ngsi-ld:Service:my_app:Component:web_12",
+      "xurn:ngsi-ld:Service:my_app:Component:web_1"]),
+    ("urn_ngsi-ld_Service_demo.app_Component_db.v1",
+     ["urn:ngsi-ld:Service:demo.app:Component:db.v1"],
+     ["urn:ngsi-ld:Service:demoxapp:Component:db.v1"]),
+])
+def test_id_pattern_accepts_colon_or_underscore_at_each_underscore(
+        label: str, matching: list[str], other: list[str]) -> None:
+    pattern = re.compile(id_pattern(label))
+    for eid in matching:
+        assert pattern.search(eid), eid
+        assert encodes_to(eid, label), eid  # the HLO writes this label for each of them
+    for eid in other:
+        assert not pattern.search(eid), eid
+        assert not encodes_to(eid, label), eid

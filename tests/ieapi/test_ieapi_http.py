@@ -17,7 +17,7 @@ from schemathesis.core.result import Ok
 
 from ieapi import create_app
 from ieapi.contract import ContainerSpec
-from ieapi.settings import Settings, SettingsError
+from ieapi.settings import Settings, SettingsError, running_in_container
 from testbed.procs import server_env
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, sleeper_spec
 
@@ -83,6 +83,19 @@ def test_refuses_to_start_without_a_token(tmp_path: Path) -> None:
         check=False)
     assert result.returncode == 2
     assert "ieapi cannot start: no token" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not running_in_container(), reason="not running in a container")
+def test_in_a_container_refuses_to_start_without_explicit_ids() -> None:
+    """Here for real: this test runs in a container, like the ieapi image."""
+    env = {**{k: v for k, v in server_env().items() if not k.startswith("IEAPI_")},
+           "IEAPI_TOKEN": "t", "IEAPI_IE_ID": "urn:ngsi-ld:IE:1", "IEAPI_BIND": "127.0.0.1:0"}
+    for argv in ([sys.executable, "-m", "ieapi"],
+                 [sys.executable, "-m", "gunicorn", "--config", "python:ieapi.gunicorn_conf"]):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert result.returncode == 2, result
+        assert "running in a container: set IEAPI_INSTANCE_ID" in result.stdout + result.stderr
 
 
 def test_insecure_flag_opens_the_api(make_settings: SettingsFactory) -> None:
@@ -218,8 +231,13 @@ def test_openapi_document_describes_the_routes(ie: IEApiClient) -> None:
     document = json.loads(response.data)
     assert document["openapi"].startswith("3.1")
     paths = document["paths"]
-    assert set(paths) == {"/healthz", "/openapi.json", "/v1/info", "/v1/containers",
-                          "/v1/containers/{name}"}
+    assert set(paths) == {"/healthz", "/openapi.json", "/metrics", "/v1/info", "/v1/containers",
+                          "/v1/containers/{name}", "/v1/containers/{name}/logs"}
+    logs = paths["/v1/containers/{name}/logs"]["get"]
+    assert {p["name"] for p in logs["parameters"]} == {
+        "tail", "since", "timestamps", "follow", "limitBytes"}
+    assert "IEAPI_LOGS_MAX_BYTES" in logs["description"]
+    assert set(logs["responses"]) >= {"200", "400", "401", "404", "429"}
     assert set(paths["/v1/containers/{name}"]) >= {"put", "get", "delete", "parameters"}
     schemas = document["components"]["schemas"]
     for name in ("ContainerSpec", "ContainerStatus", "ContainerList", "DeleteResult", "IEInfo",

@@ -12,7 +12,7 @@ from typing import Any
 import docker
 
 from ieapi.contract import ContainerSpec
-from ieapi.desired import plan
+from ieapi.desired import desired_container
 from tests.ieapi.helpers import IEApiClient, sleeper_spec
 
 
@@ -23,7 +23,7 @@ def test_created_container_keeps_its_network_when_the_last_running_one_goes(
     assert ie.put("ns.one", sleeper_spec(busybox_image, service="svc-start",
                                          alias="one")).status == 201
     # What an ensure has done just before its (unlocked) start: created on the network.
-    desired = plan("ns.two", ContainerSpec.model_validate(
+    desired = desired_container("ns.two", ContainerSpec.model_validate(
         sleeper_spec(busybox_image, service="svc-start", alias="two")), ie.settings)
     net_id = docker_client.networks.get(network).id
     created = engine._create(desired, net_id)

@@ -9,11 +9,15 @@ import docker.errors
 import pytest
 from pydantic import ValidationError
 
-from ieapi.api import field_path, invalid_request_from
 from ieapi.auth import TokenSource
 from ieapi.contract import LABEL_NAME, LABEL_SPEC_HASH, ContainerSpec, ContainerState
-from ieapi.desired import WARNING_ALIAS_WITHOUT_SERVICE, auth_config, network_name, plan
-from ieapi.engine import Outcome, _created_key
+from ieapi.desired import (
+    WARNING_ALIAS_WITHOUT_SERVICE,
+    auth_config,
+    desired_container,
+    network_name,
+)
+from ieapi.engine import EnsureOutcome, _created_key
 from ieapi.errors import (
     ConflictError,
     DockerError,
@@ -24,7 +28,8 @@ from ieapi.errors import (
     from_api_error,
 )
 from ieapi.observe import docker_time, network_of, status_from_inspect
-from ieapi.settings import Settings, SettingsError
+from ieapi.service import field_path, invalid_request_from
+from ieapi.settings import Settings, SettingsError, running_in_container
 
 # --------------------------------------------------------------------------- settings
 
@@ -59,6 +64,24 @@ def test_settings_errors_name_the_variable(tmp_path: Path) -> None:
     Settings(insecure_no_auth=True).check_startable()
 
 
+def test_in_a_container_the_ie_id_and_instance_id_must_be_explicit(tmp_path: Path) -> None:
+    """A container's host name (the default of both) is new on every re-create."""
+    both = {"IEAPI_TOKEN": "t", "IEAPI_IE_ID": "urn:ngsi-ld:IE:7", "IEAPI_INSTANCE_ID": "ie-7"}
+    Settings.from_env(both).check_identity(in_container=True)
+    for missing, named in (("IEAPI_IE_ID", "IEAPI_IE_ID"), ("IEAPI_INSTANCE_ID",
+                                                            "IEAPI_INSTANCE_ID")):
+        env = {k: v for k, v in both.items() if k != missing}
+        with pytest.raises(SettingsError, match=f"running in a container: set {named} "):
+            Settings.from_env(env).check_identity(in_container=True)
+        Settings.from_env(env).check_identity(in_container=False)  # bare install: defaults ok
+    with pytest.raises(SettingsError, match="IEAPI_IE_ID and IEAPI_INSTANCE_ID"):
+        Settings.from_env({"IEAPI_TOKEN": "t"}).check_identity(in_container=True)
+    marker = tmp_path / ".dockerenv"
+    assert running_in_container((marker,)) is False
+    marker.touch()
+    assert running_in_container((tmp_path / "absent", marker)) is True
+
+
 def test_token_source_keeps_last_token_while_file_is_missing(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("abc")
@@ -88,7 +111,7 @@ def test_plan_translates_the_spec() -> None:
         "service": "urn_ngsi-ld_Service_1", "alias": "orion",
         "registryAuth": {"url": "reg.example", "username": "u", "password": "p"},
     })
-    desired = plan("ns.orion", spec, _settings())
+    desired = desired_container("ns.orion", spec, _settings())
     assert desired.container_name == "llo-ns.orion"
     assert desired.command == ["-dbhost", "service-1-mongo", "-forwarding"]
     assert desired.environment == ["A=1"]
@@ -106,7 +129,7 @@ def test_plan_translates_the_spec() -> None:
 def test_plan_job_unexposed_no_service() -> None:
     spec = ContainerSpec.model_validate({"image": "x", "isJob": True, "exposePorts": False,
                                          "ports": [{"number": 80}], "alias": "lonely"})
-    desired = plan("ns.job", spec, _settings())
+    desired = desired_container("ns.job", spec, _settings())
     assert desired.restart_policy == {"Name": "no"}
     assert desired.port_bindings == {}
     assert desired.command is None  # the image's own CMD
@@ -118,8 +141,8 @@ def test_plan_job_unexposed_no_service() -> None:
 def test_plan_refuses_privileged_unless_allowed() -> None:
     spec = ContainerSpec.model_validate({"image": "x", "privileged": True})
     with pytest.raises(PrivilegedNotAllowedError):
-        plan("ns.p", spec, _settings())
-    assert plan("ns.p", spec, _settings(allow_privileged=True)).privileged is True
+        desired_container("ns.p", spec, _settings())
+    assert desired_container("ns.p", spec, _settings(allow_privileged=True)).privileged is True
 
 
 def test_network_names_are_distinct_and_docker_safe() -> None:
@@ -230,9 +253,9 @@ def test_validation_errors_become_dotted_camel_case_paths() -> None:
         ContainerSpec.model_validate({"image": "x", "cli_args": [{"key": ""}]})
     invalid = invalid_request_from(caught.value)
     assert invalid.field == "cliArgs.0.key"
-    assert Outcome.PULLING.http_status == 202
-    assert Outcome.PULL_FAILED.http_status == 200
-    assert Outcome.CREATED.http_status == 201
+    assert EnsureOutcome.PULLING.http_status == 202
+    assert EnsureOutcome.PULL_FAILED.http_status == 200
+    assert EnsureOutcome.CREATED.http_status == 201
 
 
 def test_port_conflict_message_is_stable_across_attempts() -> None:

@@ -37,7 +37,8 @@ def second_replica(stack: Stack, tmp_path: Path) -> Iterator[str]:
     """Another gunicorn hooks process with the same configuration (another Deployment pod)."""
     assert stack.orion is not None
     env = {"LLO_LISTEN": "127.0.0.1:{port}", "LLO_IE_TOKEN_DIR": str(stack.token_dir),
-           **FAST_HOOKS_ENV, "LLO_BROKER_URL": stack.orion.url}
+           "LLO_HOOK_SECRET_FILE": str(stack.hook_secret_file), **FAST_HOOKS_ENV,
+           "LLO_BROKER_URL": stack.orion.url}
     with running_server(python_module_argv("hooks"), env=env, port=free_port(),
                         log_path=tmp_path / "hooks-2.log", name="hooks-2") as server:
         yield server.url
@@ -66,7 +67,8 @@ def test_two_replicas_sync_one_scd_concurrently(stack: Stack, ie: IE, busybox_im
             session.trust_env = False
             barrier.wait(30)
             started = time.monotonic()
-            answer = session.post(urls[index % 2] + "/scd/sync", json=body, timeout=15)
+            answer = session.post(urls[index % 2] + "/scd/sync", json=body, timeout=15,
+                                  headers=stack.hook_auth)
             return answer.status_code, time.monotonic() - started, answer.json()
 
     with ThreadPoolExecutor(CONCURRENT_SYNCS) as pool:

@@ -48,7 +48,7 @@ import requests
 from testbed.clocks import RealClock
 from testbed.crdschema import InvalidError
 from testbed.hookprotocol import HookError
-from testbed.manifests import CRD, CRDS_DIR, MANIFESTS_DIR, find_crd, load_crds
+from testbed.manifests import CRD, CRDS_DIR, MANIFESTS_DIR, Secrets, find_crd, load_crds
 from testbed.metacontroller import Driver
 from testbed.objectstore import ChangeListener, ObjKey, StatusWrite, object_key
 from tests.support.crdserver import CrdApiServer
@@ -536,11 +536,13 @@ class KubeDriver(Driver):
 
     def __init__(self, hooks_base_url: str, api: CrdApiServer, *,
                  hook_timeout: float | None = None, manifests_dir: Path = MANIFESTS_DIR,
-                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None) -> None:
+                 crds_dir: Path = CRDS_DIR, session: requests.Session | None = None,
+                 secrets: Secrets | None = None) -> None:
         self.api = api
         self.kube = ApiServerStore(api, load_crds(crds_dir))
         super().__init__(hooks_base_url, clock=RealClock(), hook_timeout=hook_timeout,
-                         manifests_dir=manifests_dir, session=session, store=self.kube)
+                         manifests_dir=manifests_dir, session=session, store=self.kube,
+                         secrets=secrets)
         self.client = self.kube.client
         self.pruned = self.kube.pruned
 
