@@ -197,7 +197,8 @@ def _scenario(stack: Stack, driver: Driver, ies: list[IE], count: int, *, image:
 
 def _with_flags(stack: Stack, ies: list[IE], flags: MetacontrollerFlags, *, image: str,
                 plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
-    driver = Driver(stack.hooks_url, clock=RealClock(), flags=flags)
+    driver = Driver(stack.hooks_url, clock=RealClock(), flags=flags,
+                    secrets=stack.driver.secrets)  # the hook secret the hooks were given
     try:
         for ie in ies:
             driver.apply(ie.die())
