@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flask import Flask
@@ -36,7 +36,36 @@ class HookServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no ty
         return self.factory(self.settings)
 
 
-def main() -> None:
+USAGE = """\
+usage: llo-hooks [--help]     (or: python -m hooks)
+
+Serves the LLO Docker hooks for Metacontroller under gunicorn. Every setting is an
+environment variable (README "Configuration" says what each means):
+{variables}
+Example: LLO_LISTEN=127.0.0.1:8080 LLO_LOG_FORMAT=text llo-hooks
+"""
+
+
+def usage() -> str:
+    defaults = Settings()
+    rows = []
+    for field in Settings.model_fields:
+        value = getattr(defaults, field)
+        shown = ("unset" if value is None else "empty" if value in ("", {})
+                 else str(value).lower() if isinstance(value, bool) else str(value))
+        rows.append(f"  {Settings.env_name(field):<36} default: {shown}")
+    return USAGE.format(variables="\n".join(rows))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    if args:
+        print(f"llo-hooks: unexpected arguments {' '.join(args)!r}\n\n{usage()}",
+              file=sys.stderr)
+        sys.exit(2)
     try:
         settings = Settings.from_env()
     except ValidationError as exc:

@@ -4,14 +4,13 @@ agent, configured by environment variables (see --help)."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from ieapi.agent.settings import AGENT_ENV_HELP, AgentSettings, engine_settings
 from ieapi.settings import ENV_HELP, SettingsError
+from llo_serving.logs import install
 
 USAGE = f"""\
 usage: python -m ieapi.agent [--help]
@@ -34,9 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args:
         print(USAGE, file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=os.environ.get("IEAPI_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = AgentSettings.from_env()
         settings.check_startable()
@@ -45,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"ieapi agent: cannot start: {exc}", file=sys.stderr)
         return 2
+    # The same log lines as the HTTP server (IEAPI_LOG_FORMAT, IEAPI_LOG_LEVEL, field `ie`).
+    install(engine_config.log_format, engine_config.log_level, app_logger="ieapi",
+            fields={"ie": engine_config.ie_id})
     asyncio.run(_serve(settings, engine_config))
     return 0
 

@@ -31,6 +31,7 @@ from testbed.images import INDEX_HTML
 from testbed.metacontroller import CRDS_DIR, FINALIZER_PREFIX, HookCall
 from testbed.orion import OrionDouble
 from testbed.procs import ServerProcess, free_port, running_server
+from testbed.stack import HOOK_SECRET
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import KubeDriver
 
@@ -61,6 +62,7 @@ class Stack:
     ieapi: ServerProcess
     orion: OrionDouble
     instance: str          # the ieapi's managed-by label value
+    hook_secret: str       # Secret llo-hook-secret's token: the driver sends it, hooks check it
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,8 @@ def stack(dockerd: str, docker_client: docker.DockerClient, busybox_image: str,
     tokens = tmp / "tokens"
     tokens.mkdir()
     (tokens / DIE["spec"]["api"]["tokenKey"]).write_text(TOKEN + "\n")
+    hook_secret = uuid.uuid4().hex
+    (tmp / "hook-secret").write_text(hook_secret + "\n")
     ieapi_env = {
         "IEAPI_TOKEN_FILE": str(tmp / "ieapi-token"),
         "IEAPI_IE_ID": IE_ID, "IEAPI_HOSTNAME": "localhost", "IEAPI_INSTANCE_ID": instance,
@@ -91,6 +95,7 @@ def stack(dockerd: str, docker_client: docker.DockerClient, busybox_image: str,
             "LLO_LISTEN": f"127.0.0.1:{hooks_port}", "LLO_WORKERS": "2", "LLO_THREADS": "4",
             "LLO_IE_TOKEN_DIR": str(tokens), "LLO_BROKER_URL": orion.url,
             "LLO_RESYNC_CONVERGING_SECONDS": "0.5", "LLO_LOG_LEVEL": "INFO",
+            "LLO_HOOK_SECRET_FILE": str(tmp / "hook-secret"),
         }
         try:
             with running_server([*gunicorn, "--config", "python:ieapi.gunicorn_conf"],
@@ -100,14 +105,15 @@ def stack(dockerd: str, docker_client: docker.DockerClient, busybox_image: str,
                                  "hooks:create_app()"],
                                 env=hooks_env, port=hooks_port, name="hooks",
                                 log_path=tmp / "hooks.log", cwd=ROOT) as hooks:
-                yield Stack(api, hooks, ieapi, orion, instance)
+                yield Stack(api, hooks, ieapi, orion, instance, hook_secret)
         finally:
             remove_managed(docker_client, instance)
 
 
 @pytest.fixture
 def driver(stack: Stack) -> Iterator[KubeDriver]:
-    with KubeDriver(stack.hooks.url, stack.api) as d:
+    secrets = {HOOK_SECRET[:2]: {HOOK_SECRET[2]: stack.hook_secret}}
+    with KubeDriver(stack.hooks.url, stack.api, secrets=secrets) as d:
         yield d
 
 
@@ -214,3 +220,73 @@ def test_scd_lifecycle_through_kubectl(stack: Stack, driver: KubeDriver,
     api.kubectl("delete", "die", die["metadata"]["name"], "--wait=false")
     driver.run_until(lambda: api.kubectl("get", "die", die["metadata"]["name"],
                                          check=False).returncode != 0, timeout=30)
+
+
+def _kubectl_in_background(api: CrdApiServer, *args: str) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(api.kubectl(
+        *args, check=False, timeout=150)))
+    thread.start()
+    return thread, result
+
+
+def _waited(driver: KubeDriver, api: CrdApiServer, *args: str) -> Any:
+    """Run `kubectl wait ...` while the Metacontroller loop runs; its finished process."""
+    thread, result = _kubectl_in_background(api, "wait", *args, "--timeout=120s")
+    try:
+        driver.run_until(lambda: not thread.is_alive(), timeout=130)
+    finally:
+        thread.join(timeout=150)
+    return result[0]
+
+
+def test_kubectl_wait_for_a_service_and_a_job(stack: Stack, driver: KubeDriver) -> None:
+    """README's `kubectl wait` lines, against the real API server: Ready for a service,
+    Complete for a job (True once it exited, whether it succeeded or failed)."""
+    api = stack.api
+    die = json.loads(json.dumps(DIE))
+    die["spec"]["api"]["url"] = stack.ieapi.url
+    api.kubectl("apply", "-f", "-", input=yaml.safe_dump(die))
+    die_name = die["metadata"]["name"]
+    done = _waited(driver, api, "--for=jsonpath={.status.apiReady}=true", f"die/{die_name}")
+    assert done.returncode == 0, done.stderr
+
+    def scd(name: str, **spec: Any) -> JSON:
+        doc: JSON = json.loads(json.dumps(SCD))
+        doc["metadata"]["name"] = name
+        doc["spec"] = {"selectedIE": SCD["spec"]["selectedIE"], "image": SCD["spec"]["image"],
+                       **spec}
+        return doc
+
+    def shell(script: str) -> list[JSON]:
+        return [{"key": "sh"}, {"key": "-c", "value": script}]
+
+    docs = [scd("wait-web", cliArgs=[{"key": "sleep"}, {"key": "3600"}]),
+            scd("wait-job-ok", isJob=True, cliArgs=shell("exit 0")),
+            scd("wait-job-bad", isJob=True, cliArgs=shell("exit 3"))]
+    api.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    try:
+        done = _waited(driver, api, "--for=condition=Ready", "scd/wait-web")
+        assert done.returncode == 0, done.stderr
+        assert "condition met" in done.stdout
+        done = _waited(driver, api, "--for=condition=Complete", "scd/wait-job-ok",
+                       "scd/wait-job-bad")
+        assert done.returncode == 0, done.stderr
+        phases = {n: kubectl_json(api, "scd", n)["status"]["phase"]
+                  for n in ("wait-job-ok", "wait-job-bad")}
+        assert phases == {"wait-job-ok": "Succeeded", "wait-job-bad": "Failed"}
+        # A service never gets Complete, and a job's Complete is not Ready's business.
+        web = kubectl_json(api, "scd", "wait-web")["status"]
+        assert "Complete" not in {c["type"] for c in web["conditions"]}
+        bad = {c["type"]: c for c in kubectl_json(api, "scd", "wait-job-bad")["status"]
+               ["conditions"]}
+        assert (bad["Complete"]["status"], bad["Complete"]["reason"]) == ("True", "JobFailed")
+        assert bad["Ready"]["status"] == "False"
+    finally:
+        thread, _ = _kubectl_in_background(api, "delete", "scd", "wait-web", "wait-job-ok",
+                                           "wait-job-bad", "--timeout=120s")
+        driver.run_until(lambda: not thread.is_alive(), timeout=130)
+        thread.join(timeout=150)
+        api.kubectl("delete", "die", die_name, "--wait=false")
+        driver.run_until(lambda: api.kubectl("get", "die", die_name,
+                                             check=False).returncode != 0, timeout=60)
