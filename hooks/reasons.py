@@ -43,6 +43,17 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"            # the spec cannot be run (message names the field)
     IE_REJECTED = "IERejected"              # another 4xx from the IE API
 
+    # ---- networkOverlay (condition OverlayReady; same words as ieapi's OverlayReason)
+    OVERLAY_UP = "OverlayUp"                # wg0 configured, handshake within 3 minutes
+    HANDSHAKE_PENDING = "HandshakePending"  # wg0 configured, waiting for the first handshake
+    ENDPOINT_UNREACHABLE = "EndpointUnreachable"  # no (fresh) handshake, or the name not resolved
+    CONTAINER_NOT_RUNNING = "ContainerNotRunning"  # the overlay is set up once the container runs
+    WIREGUARD_UNSUPPORTED = "WireGuardUnsupported"  # the IE has no WireGuard (see its /v1/info)
+    BAD_KEY = "BadKey"                      # privateKey/publicKey is not 32 bytes of base64
+    BAD_ADDRESS = "BadAddress"              # internalIp, dns or allowedIps does not parse
+    BAD_ENDPOINT = "BadEndpoint"            # endpoint is not host:port
+    OVERLAY_SETUP_FAILED = "OverlaySetupFailed"  # the IE could not create or configure wg0
+
     # ---- migration (spec.selectedIE changed) and cleanups
     MIGRATION_PENDING = "MigrationPending"      # new IE recorded in status.migration.to
     MIGRATION_COMPLETED = "MigrationCompleted"  # new container runs; old one queued for removal

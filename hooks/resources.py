@@ -85,9 +85,10 @@ CONTAINER_READY = "ContainerReady"  # the serving container runs (job: exited 0)
 BROKER_SYNCED = "BrokerSynced"     # Orion-LD holds the ServiceComponentStatus this status calls for
 MIGRATED = "Migrated"              # only once selectedIE has changed: is the move done?
 CLEANED_UP = "CleanedUp"           # only once there were old containers: are they all deleted?
+OVERLAY_READY = "OverlayReady"     # only with a networkOverlay: is wg0 up in the container?
 COMPLETE = "Complete"              # jobs only: the container exited (JobSucceeded or JobFailed)
-SCD_CONDITION_ORDER = (READY, COMPLETE, IE_READY, CONTAINER_READY, BROKER_SYNCED, MIGRATED,
-                       CLEANED_UP)
+SCD_CONDITION_ORDER = (READY, COMPLETE, IE_READY, CONTAINER_READY, OVERLAY_READY, BROKER_SYNCED,
+                       MIGRATED, CLEANED_UP)
 
 
 class ConditionStatus(StrEnum):
@@ -176,6 +177,19 @@ class Migration(_Model):
     to: Placement
 
 
+class OverlayInfo(_Model):
+    """The container's WireGuard interface as its IE reports it (never a key)."""
+
+    interface: str = "wg0"
+    address: str
+    mode: str = Field(default="", description="kernel or userspace")
+    state: str = Field(description="up, pending or down")
+    last_handshake: str = Field(
+        default="never", description="Age of the latest handshake in buckets (<3m, <10m, <1h, "
+        ">1h, never): a live tunnel with a keepalive always reads <3m, so the status does not "
+        "change on every sync")
+
+
 class ContainerInfo(_Model):
     id: str | None = None
     state: str
@@ -187,6 +201,7 @@ class ContainerInfo(_Model):
     finished_at: str | None = None
     ports: list[PublishedPort] = Field(default_factory=list)
     network: str | None = None
+    overlay: OverlayInfo | None = None
 
 
 class FailureInfo(_Model):

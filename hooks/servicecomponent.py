@@ -39,6 +39,7 @@ from hooks.resources import (
     LABEL_INSTANCE,
     LABEL_PART_OF,
     MIGRATED,
+    OVERLAY_READY,
     READY,
     SCD_CONDITION_ORDER,
     Cleanup,
@@ -47,6 +48,7 @@ from hooks.resources import (
     FailureInfo,
     Migration,
     Names,
+    OverlayInfo,
     Phase,
     Placement,
     PullInfo,
@@ -63,10 +65,14 @@ from ieapi.contract import (
     ContainerSpec,
     ContainerState,
     ContainerStatus,
+    OverlayReason,
+    OverlayState,
     Owner,
     PullProgress,
     is_valid_container_name,
 )
+from ieapi.overlayspec import OverlayInputError, handshake_age_bucket
+from ieapi.overlayspec import parse as parse_overlay
 
 # Gate reasons that end a migration in flight (docs/migration.md): the target IE is leaving.
 TARGET_WITHDRAWN = frozenset({Reason.IE_TERMINATING, Reason.IE_NOT_FOUND})
@@ -76,6 +82,13 @@ IE_FAILURES = frozenset({
     Reason.IE_UNREACHABLE, Reason.IE_ERROR, Reason.IE_UNAUTHORIZED, Reason.IE_TLS_ERROR,
     Reason.TOKEN_MISSING, Reason.DEADLINE_EXCEEDED,
 })
+
+# Input an overlay cannot be built from: its own OverlayReady reason (else InvalidSpec).
+OVERLAY_INPUT_REASONS = {
+    OverlayReason.BAD_KEY: Reason.BAD_KEY,
+    OverlayReason.BAD_ADDRESS: Reason.BAD_ADDRESS,
+    OverlayReason.BAD_ENDPOINT: Reason.BAD_ENDPOINT,
+}
 
 
 def container_name(scd: SCDObject) -> str:
@@ -184,6 +197,7 @@ class SyncPlan:
     spec: ContainerSpec | None = None
     spec_error: str | None = None
     abandoned: tuple[Placement, ...] = ()  # migration targets given up in this plan
+    spec_reason: Reason = Reason.INVALID_SPEC  # why spec is None (an overlay has its own)
 
     def action(self, kind: ActionKind, ie: str) -> Action | None:
         return next((a for a in self.actions if a.kind is kind and a.target.ie == ie), None)
@@ -218,8 +232,14 @@ def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
 
     spec: ContainerSpec | None = None
     spec_error: str | None = None
+    spec_reason = Reason.INVALID_SPEC
     try:
         spec = build_container_spec(scd)
+        if spec.network_overlay is not None:  # the IE would refuse it: say why before a call
+            parse_overlay(spec.network_overlay)
+    except OverlayInputError as exc:
+        spec, spec_error = None, f"spec.{exc.field}: {exc.message}"
+        spec_reason = OVERLAY_INPUT_REASONS.get(exc.reason, Reason.INVALID_SPEC)
     except ValueError as exc:
         spec_error = str(exc)
 
@@ -282,7 +302,7 @@ def sync_plan(scd: SCDObject, die: DIE | None) -> SyncPlan:
     actions.extend(Action(ActionKind.DELETE, c) for c in kept)
     return SyncPlan(stage=stage, gate=g, placement=placement, migration=migration,
                     cleanups=tuple(kept), actions=tuple(actions), spec=spec,
-                    spec_error=spec_error, abandoned=tuple(abandoned))
+                    spec_error=spec_error, abandoned=tuple(abandoned), spec_reason=spec_reason)
 
 
 # =========================================================================== assess
@@ -303,6 +323,7 @@ class Verdict:
     container: ContainerInfo | None = None
     pull: PullInfo | None = None
     failure: FailureInfo | None = None
+    overlay: tuple[ConditionStatus, Reason, str] | None = None  # OverlayReady, when it has one
 
 
 def _failure(c: ContainerStatus) -> FailureInfo | None:
@@ -317,10 +338,48 @@ def _failure(c: ContainerStatus) -> FailureInfo | None:
 
 
 def _info(c: ContainerStatus) -> ContainerInfo:
+    o = c.overlay
+    overlay = None if o is None else OverlayInfo(
+        interface=o.interface, address=o.address, mode=o.mode, state=o.state.value,
+        last_handshake=handshake_age_bucket(o.handshake_age_seconds))
     return ContainerInfo(
         id=c.id, state=c.state.value, image=c.image, image_id=c.image_id, exit_code=c.exit_code,
         restart_count=c.restart_count, started_at=c.started_at, finished_at=c.finished_at,
-        ports=c.ports, network=c.network)
+        ports=c.ports, network=c.network, overlay=overlay)
+
+
+# An overlay that is not up keeps a running container out of Running: phase and pace by reason.
+_OVERLAY_NOT_UP: dict[Reason, tuple[Phase, Pace]] = {
+    Reason.HANDSHAKE_PENDING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.CONTAINER_NOT_RUNNING: (Phase.DEPLOYING, Pace.CONVERGING),
+    Reason.ENDPOINT_UNREACHABLE: (Phase.DEPLOYING, Pace.ERROR),
+    Reason.OVERLAY_SETUP_FAILED: (Phase.FAILED, Pace.ERROR),
+    Reason.WIREGUARD_UNSUPPORTED: (Phase.FAILED, Pace.PERMANENT),
+}
+
+
+def _running(c: ContainerStatus, info: ContainerInfo, ie: str, overlay_wanted: bool) -> Verdict:
+    """A running container is Running only once its overlay (if it has one) is up."""
+    running = f"running on IE {ie!r}"
+    if not overlay_wanted:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info)
+    o = c.overlay
+    if o is None:
+        msg = f"IE {ie!r} reports no overlay: its IE API predates networkOverlay support"
+        reason = Reason.WIREGUARD_UNSUPPORTED
+    elif o.state is OverlayState.UP:
+        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, running, ConditionStatus.TRUE,
+                       Pace.STEADY, started=True, container=info,
+                       overlay=(ConditionStatus.TRUE, Reason.OVERLAY_UP,
+                                f"{o.interface} {o.address} ({o.mode}): {o.message}"))
+    else:
+        msg = f"overlay {o.address} on IE {ie!r}: {o.message}"
+        reason = Reason(o.reason.value) if o.reason.value in set(Reason) \
+            else Reason.OVERLAY_SETUP_FAILED
+    phase, pace = _OVERLAY_NOT_UP.get(reason, (Phase.FAILED, Pace.ERROR))
+    return Verdict(phase, reason, f"{running}; {msg}", ConditionStatus.FALSE, pace,
+                   container=info, overlay=(ConditionStatus.FALSE, reason, msg))
 
 
 UNKNOWN_CONTAINER = ContainerInfo(state="Unknown")
@@ -350,17 +409,19 @@ def coarse_pull(p: PullProgress | None) -> PullInfo:
                     bytes_total=p.bytes_total, bytes_done=bytes_done, message=detail)
 
 
-def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str) -> Verdict:
+def verdict_of_container(c: ContainerStatus | None, is_job: bool, ie: str,
+                         overlay_wanted: bool = False) -> Verdict:
     """Map an IE's ContainerStatus to phase, reason and pace (docs/architecture.md)."""
     if c is None:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_MISSING,
                        f"IE {ie!r} has no such container", ConditionStatus.FALSE, Pace.ERROR)
-    v = _verdict_of_state(c, is_job, ie)
+    v = _verdict_of_state(c, is_job, ie, overlay_wanted)
     failure = _failure(c)
     return dataclasses.replace(v, failure=failure) if failure is not None else v
 
 
-def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str) -> Verdict:
+def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str,
+                      overlay_wanted: bool) -> Verdict:
     info = _info(c)
     false = ConditionStatus.FALSE
     s = c.state
@@ -377,8 +438,7 @@ def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str) -> Verdict:
         return Verdict(Phase.DEPLOYING, Reason.CONTAINER_CREATED, f"created on IE {ie!r}",
                        false, Pace.CONVERGING, container=info)
     if s is ContainerState.RUNNING:
-        return Verdict(Phase.RUNNING, Reason.CONTAINER_RUNNING, f"running on IE {ie!r}",
-                       ConditionStatus.TRUE, Pace.STEADY, started=True, container=info)
+        return _running(c, info, ie, overlay_wanted)
     if s is ContainerState.PAUSED:
         return Verdict(Phase.RUNNING, Reason.CONTAINER_PAUSED, f"paused on IE {ie!r}", false,
                        Pace.STEADY, started=True, container=info)
@@ -407,10 +467,10 @@ def _verdict_of_state(c: ContainerStatus, is_job: bool, ie: str) -> Verdict:
                    false, Pace.CONVERGING, container=info)
 
 
-def verdict_of(obs: Observation, is_job: bool) -> Verdict:
+def verdict_of(obs: Observation, is_job: bool, overlay_wanted: bool = False) -> Verdict:
     f = obs.failure
     if f is None:
-        return verdict_of_container(obs.container, is_job, obs.ie)
+        return verdict_of_container(obs.container, is_job, obs.ie, overlay_wanted)
     if f.reason in IE_FAILURES:
         return Verdict(Phase.UNKNOWN, f.reason, f.message, ConditionStatus.UNKNOWN,
                        Pace.ERROR if f.temporary else Pace.PERMANENT, ie_failure=f,
@@ -438,6 +498,7 @@ class Assessment:
     pull: PullInfo | None = None
     ie_ready: tuple[ConditionStatus, Reason, str] | None = None
     migrated: tuple[ConditionStatus, Reason, str] | None = None
+    overlay_ready: tuple[ConditionStatus, Reason, str] | None = None  # of the serving container
 
     @property
     def broker_value(self) -> str | None:
@@ -458,6 +519,7 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
     """Phase, container and conditions (but cleanups/broker) from the placement calls."""
     obs = index(observations)
     is_job = scd.spec.is_job if scd.spec is not None else False
+    wanted = plan.spec is not None and plan.spec.network_overlay is not None
     g = plan.gate
     p, m = plan.placement, plan.migration
 
@@ -469,10 +531,13 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
 
     if plan.stage is Stage.INVALID_SPEC:
         msg = plan.spec_error or "invalid spec"
-        return Assessment(phase=Phase.FAILED, reason=Reason.INVALID_SPEC, message=msg,
+        why = plan.spec_reason
+        return Assessment(phase=Phase.FAILED, reason=why, message=msg,
                           placement=p, migration=m,
-                          container_ready=(ConditionStatus.FALSE, Reason.INVALID_SPEC, msg),
-                          pace=Pace.PERMANENT, backoff_condition=READY)
+                          container_ready=(ConditionStatus.FALSE, why, msg),
+                          pace=Pace.PERMANENT, backoff_condition=READY,
+                          overlay_ready=None if why is Reason.INVALID_SPEC
+                          else (ConditionStatus.FALSE, why, msg))
     assert g is not None
     gate_false = (ConditionStatus.FALSE, g.reason, g.message)
     gate_pace = Pace.PERMANENT if g.reason is Reason.IE_ID_MISMATCH else Pace.ERROR
@@ -497,15 +562,15 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
                           container_ready=(ConditionStatus.UNKNOWN, g.reason, g.message),
                           pace=gate_pace, backoff_condition=READY)
     if plan.stage is Stage.PLACED:
-        v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job)
+        v = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, p.ie)), is_job, wanted)
         return Assessment(phase=v.phase, reason=v.reason, message=v.message, placement=p,
                           container=v.container, failure=v.failure, pull=v.pull,
                           ie_ready=ie_cond(v),
                           container_ready=(v.ready, v.reason, v.message), pace=v.pace,
-                          backoff_condition=READY)
+                          backoff_condition=READY, overlay_ready=v.overlay)
 
     # ---- migration stages: the old container keeps serving and is only observed
-    old = verdict_of(_observation(obs, plan.action(ActionKind.OBSERVE, p.ie)), is_job)
+    old = verdict_of(_observation(obs, plan.action(ActionKind.OBSERVE, p.ie)), is_job, wanted)
     old_ready = (old.ready, old.reason, old.message)
     selected = scd.spec.selected_ie.hostname if scd.spec is not None else "?"
     moving = f"moving from IE {p.ie!r} to IE {selected!r}"
@@ -519,7 +584,8 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
                           ie_ready=(ConditionStatus.TRUE, g.reason, g.message),
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, Reason.MIGRATION_PENDING, moving),
-                          pace=Pace.INTENT, backoff_condition=MIGRATED)
+                          pace=Pace.INTENT, backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
     if plan.stage is Stage.MIGRATION_BLOCKED:
         msg = f"{moving}: {g.message}"
         return Assessment(phase=Phase.MIGRATING, reason=g.reason, message=msg, placement=p,
@@ -527,9 +593,10 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
                           ie_ready=gate_false,
                           container_ready=old_ready,
                           migrated=(ConditionStatus.FALSE, g.reason, msg),
-                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED)
+                          pace=min(gate_pace, old_pace), backoff_condition=MIGRATED,
+                          overlay_ready=old.overlay)
     assert m is not None
-    new = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, m.ie)), is_job)
+    new = verdict_of(_observation(obs, plan.action(ActionKind.ENSURE, m.ie)), is_job, wanted)
     if new.started:  # make-before-break done: the new one is the placement now
         msg = f"moved from IE {p.ie!r} to IE {m.ie!r}"
         return Assessment(phase=new.phase, reason=new.reason, message=new.message,
@@ -538,13 +605,14 @@ def assess(scd: SCDObject, plan: SyncPlan, observations: Iterable[Observation]) 
                           ie_ready=ie_cond(new),
                           container_ready=(new.ready, new.reason, new.message),
                           migrated=(ConditionStatus.TRUE, Reason.MIGRATION_COMPLETED, msg),
-                          pace=Pace.INTENT, backoff_condition=READY)
+                          pace=Pace.INTENT, backoff_condition=READY, overlay_ready=new.overlay)
     msg = f"{moving}: {new.message}"
     return Assessment(phase=Phase.MIGRATING, reason=new.reason, message=msg, placement=p,
                       migration=m, container=old.container, failure=old.failure, pull=new.pull,
                       ie_ready=ie_cond(new),
                       container_ready=old_ready, migrated=(ConditionStatus.FALSE, new.reason, msg),
-                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED)
+                      pace=min(new.pace, old_pace), backoff_condition=MIGRATED,
+                      overlay_ready=old.overlay)
 
 
 # =========================================================================== report
@@ -624,6 +692,14 @@ def report(scd: SCDObject, plan: SyncPlan, a: Assessment, observations: Sequence
     if a.ie_ready is not None:
         cs.set(IE_READY, a.ie_ready)
     cs.set(CONTAINER_READY, a.container_ready)
+    if a.overlay_ready is not None:
+        cs.set(OVERLAY_READY, a.overlay_ready)
+    elif plan.spec is not None and plan.spec.network_overlay is not None:
+        if a.phase is Phase.UNKNOWN:
+            cs.carry(OVERLAY_READY)  # the IE could not be asked: no news about the overlay
+        else:
+            cs.set(OVERLAY_READY, (ConditionStatus.FALSE, Reason.CONTAINER_NOT_RUNNING,
+                                   "the overlay is set up once the container runs"))
     ready_status = a.container_ready[0]
     cs.set(READY, (ready_status, a.container_ready[1] if ready_status is ConditionStatus.TRUE
                    else a.reason, a.message))

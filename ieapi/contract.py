@@ -51,6 +51,9 @@ LABEL_OWNER_NAME = f"{LABEL_PREFIX}/owner-name"
 LABEL_OWNER_UID = f"{LABEL_PREFIX}/owner-uid"
 LABEL_SERVICE = "app.kubernetes.io/part-of"
 LABEL_COMPONENT = "app.kubernetes.io/instance"
+# The overlay address of a container that has a WireGuard overlay (never its keys): lets a GET,
+# which has no spec, report the overlay.
+LABEL_OVERLAY_ADDRESS = f"{LABEL_PREFIX}/overlay-address"
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 DnsName = Annotated[str, StringConstraints(max_length=DNS_NAME_MAX_LENGTH,
@@ -130,7 +133,10 @@ class RegistryAuth(_Request):
 
 
 class NetworkOverlay(_Request):
-    """WireGuard overlay settings from the SCD. Accepted so specs stay valid; not yet applied."""
+    """WireGuard client settings from the SCD (as the aerOS HLO fills them). Applied by the IE
+    as interface `wg0` in the container's network namespace; `{}` means no overlay. The rules
+    (keys, addresses, endpoint) are checked by `ieapi.overlayspec.parse`, not here, so that
+    building a spec never fails on the client side."""
 
     internal_ip: str | None = None
     dns: str | None = None
@@ -208,9 +214,13 @@ class ContainerSpec(_Request):
 
     def spec_hash(self) -> str:
         """Stable hash of what shapes the container. Credentials and owner are left out: a
-        rotated password must not restart a workload, and secrets never reach a label."""
+        rotated password must not restart a workload, and secrets never reach a label. The
+        overlay counts without its private key (a rotated key is applied in place)."""
         shaping = self.model_dump(
             mode="json", by_alias=True, exclude={"registry_auth", "owner", "network_overlay"})
+        if self.network_overlay is not None:
+            shaping["networkOverlay"] = self.network_overlay.model_dump(
+                mode="json", by_alias=True, exclude_none=True, exclude={"private_key"})
         canonical = json.dumps(shaping, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -227,6 +237,42 @@ class ContainerState(StrEnum):
     EXITED = "exited"            # see `exitCode`
     DEAD = "dead"
     REMOVING = "removing"
+
+
+class OverlayReason(StrEnum):
+    """Why an overlay is (not) up. The hooks use the same words as `OverlayReady` reasons."""
+
+    UP = "OverlayUp"                            # configured; handshake fresh (or no keepalive)
+    HANDSHAKE_PENDING = "HandshakePending"      # configured; no handshake yet
+    ENDPOINT_UNREACHABLE = "EndpointUnreachable"  # no (fresh) handshake, or name not resolved
+    CONTAINER_NOT_RUNNING = "ContainerNotRunning"  # no network namespace to put it in
+    UNSUPPORTED = "WireGuardUnsupported"        # the IE has neither the module nor wireguard-go
+    BAD_KEY = "BadKey"                          # a key is not 32 bytes of base64
+    BAD_ADDRESS = "BadAddress"                  # internalIp, dns or allowedIps does not parse
+    BAD_ENDPOINT = "BadEndpoint"                # endpoint is not host:port
+    SETUP_FAILED = "OverlaySetupFailed"         # the IE could not create or configure it
+
+
+class OverlayState(StrEnum):
+    UP = "up"            # packets flow (see reason)
+    PENDING = "pending"  # being set up or waiting for the first handshake
+    DOWN = "down"        # cannot be set up, or the hub stopped answering
+
+
+class OverlayStatus(_Wire):
+    """The WireGuard interface of a container, as observed on the IE (never a key)."""
+
+    interface: str = "wg0"
+    mode: str = Field(description="kernel, userspace or none (see IEInfo.wireguard)")
+    address: str = Field(description="Overlay address of the container (internalIp)")
+    state: OverlayState
+    reason: OverlayReason
+    message: str = ""
+    endpoint: str | None = None
+    latest_handshake: str | None = Field(
+        default=None, description="RFC 3339 time of the latest handshake (IE clock)")
+    handshake_age_seconds: int | None = Field(
+        default=None, description="Age of the latest handshake when this answer was made")
 
 
 class PullProgress(_Wire):
@@ -272,6 +318,8 @@ class ContainerStatus(_Wire):
     pull: PullProgress | None = None
     warnings: list[str] = Field(default_factory=list)
     is_job: bool = False
+    overlay: OverlayStatus | None = Field(
+        default=None, description="Present when the container has a networkOverlay")
     last_output: LastOutput | None = Field(
         default=None, description="Only while the container has failed: exited with a non-zero "
         "code, restarting after such an exit, or dead. Not in list answers.")
@@ -300,6 +348,8 @@ class IEInfo(_Wire):
     memory_bytes: int
     managed_containers: int
     allow_privileged: bool
+    wireguard: str = Field(default="none", description="How this IE provides overlays: kernel, "
+                           "userspace (wireguard-go) or none")
 
 
 LOGS_CONTENT_TYPE = "text/plain"

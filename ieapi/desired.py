@@ -15,6 +15,7 @@ from ieapi.contract import (
     LABEL_COMPONENT,
     LABEL_MANAGED,
     LABEL_NAME,
+    LABEL_OVERLAY_ADDRESS,
     LABEL_OWNER_NAME,
     LABEL_OWNER_NAMESPACE,
     LABEL_OWNER_UID,
@@ -25,11 +26,12 @@ from ieapi.contract import (
     is_valid_image_reference,
 )
 from ieapi.errors import InvalidRequestError, PrivilegedNotAllowedError
+from ieapi.overlayspec import OverlayConfig, OverlayInputError
+from ieapi.overlayspec import parse as parse_overlay
 from ieapi.settings import Settings
 
 _NETWORK_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
-WARNING_OVERLAY = "networkOverlay is accepted but not supported yet: the container runs without it"
 WARNING_ALIAS_WITHOUT_SERVICE = (
     "alias is ignored without a service: only a service network resolves aliases")
 
@@ -76,6 +78,8 @@ class DesiredContainer:
     aliases: list[str]
     auth: dict[str, str] | None = field(repr=False)
     warnings: list[str]
+    overlay: OverlayConfig | None = None
+    dns: list[str] = field(default_factory=list)
 
     @property
     def restart_policy(self) -> dict[str, Any]:
@@ -110,9 +114,13 @@ def desired_container(name: str, spec: ContainerSpec, settings: Settings) -> Des
     # A port listed twice is published once (Docker keys bindings by port/protocol).
     bindings = {f"{port.number}/{port.protocol.value.lower()}": port.number
                 for port in spec.ports}
-    warnings = []
+    overlay = None
     if spec.network_overlay is not None:
-        warnings.append(WARNING_OVERLAY)
+        try:
+            overlay = parse_overlay(spec.network_overlay)
+        except OverlayInputError as exc:
+            raise InvalidRequestError(exc.message, field=exc.field) from None
+    warnings = []
     if spec.alias and not spec.service:
         warnings.append(WARNING_ALIAS_WITHOUT_SERVICE)
     spec_hash = spec.spec_hash()
@@ -128,6 +136,8 @@ def desired_container(name: str, spec: ContainerSpec, settings: Settings) -> Des
         labels[LABEL_SERVICE] = spec.service
     if spec.component:
         labels[LABEL_COMPONENT] = spec.component
+    if overlay is not None:
+        labels[LABEL_OVERLAY_ADDRESS] = str(overlay.address)
     return DesiredContainer(
         name=name,
         container_name=container_name(settings.container_prefix, name),
@@ -144,4 +154,8 @@ def desired_container(name: str, spec: ContainerSpec, settings: Settings) -> Des
         aliases=[spec.alias] if spec.alias and spec.service else [],
         auth=auth_config(spec.registry_auth),
         warnings=warnings,
+        overlay=overlay,
+        # Docker's embedded DNS answers the service network's names and forwards the rest to
+        # the overlay's DNS, through the container's routes, i.e. over wg0 (no image change).
+        dns=[str(overlay.dns)] if overlay is not None and overlay.dns is not None else [],
     )

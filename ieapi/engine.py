@@ -30,6 +30,8 @@ import docker.tls
 from ieapi import metrics, observe, tail
 from ieapi.contract import (
     LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_OVERLAY_ADDRESS,
     LABEL_SERVICE,
     LABEL_SPEC_HASH,
     ContainerSpec,
@@ -47,6 +49,8 @@ from ieapi.errors import (
     docker_errors,
     from_api_error,
 )
+from ieapi.overlay import Overlays, StartWatcher
+from ieapi.overlayspec import Mode
 from ieapi.pulls import PullManager, PullPhase, PullView, pull_key
 from ieapi.settings import Settings
 
@@ -163,7 +167,7 @@ class Engine:
     """The IE's containers as the IE API sees them."""
 
     def __init__(self, settings: Settings, client: docker.DockerClient | None = None,
-                 pulls: PullManager | None = None) -> None:
+                 pulls: PullManager | None = None, overlays: Overlays | None = None) -> None:
         self._settings = settings
         self._client = client or make_client(settings)
         self._api: docker.APIClient = self._client.api
@@ -175,8 +179,15 @@ class Engine:
         self._pending_lock = threading.Lock()
         self._name_locks = KeyedLocks()
         self._network_locks = KeyedLocks()
+        self.overlays = overlays or Overlays(settings)
+        self._watcher: StartWatcher | None = None
+        if self.overlays.mode is not Mode.NONE:
+            self._watcher = StartWatcher(
+                self._api.events, self._managed_filter, self._restore_overlay).start()
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         self._client.close()
 
     # ----------------------------------------------------------------------- queries
@@ -197,6 +208,7 @@ class Engine:
             memory_bytes=int(info.get("MemTotal", 0)),
             managed_containers=managed,
             allow_privileged=self._settings.allow_privileged,
+            wireguard=self.overlays.mode.value,
         )
 
     def get(self, name: str) -> ContainerStatus | None:
@@ -208,7 +220,8 @@ class Engine:
             return self._pending_status(name, pending, attrs)
         if attrs is None:
             return None
-        return self._with_last_output(observe.status_from_inspect(attrs, self._prefix))
+        return self._with_overlay(
+            self._with_last_output(observe.status_from_inspect(attrs, self._prefix)), attrs)
 
     def list_containers(self) -> list[ContainerStatus]:
         """Every managed container, plus names waiting for an image."""
@@ -219,7 +232,8 @@ class Engine:
                     attrs = self._api.inspect_container(summary["Id"])
                 except docker.errors.NotFound:
                     continue  # removed between list and inspect
-                status = observe.status_from_inspect(attrs, self._prefix)
+                status = self._with_overlay(
+                    observe.status_from_inspect(attrs, self._prefix), attrs)
                 statuses[status.name] = status
         with self._pending_lock:
             pending = dict(self._pending)
@@ -270,7 +284,9 @@ class Engine:
             for attempt in range(_ATTEMPTS):
                 try:
                     ensured = self._ensure_once(desired)
-                    return Ensured(self._with_last_output(ensured.status), ensured.outcome)
+                    ensured = Ensured(self._with_last_output(ensured.status),
+                                      ensured.outcome)
+                    return self._ensure_overlay(desired, ensured)
                 except _DecideAgainError as retry:
                     log.info("ensure %s: %s; deciding again", name, retry)
                     # Docker reserves a name before the container can be inspected: give the
@@ -302,6 +318,45 @@ class Engine:
         attrs = self._api.inspect_container(container_id)
         return Ensured(observe.status_from_inspect(attrs, self._prefix, desired.warnings),
                        EnsureOutcome.CREATED)
+
+    def _ensure_overlay(self, desired: DesiredContainer, ensured: Ensured) -> Ensured:
+        """Set the overlay up (or check it) once the container runs: before the answer, so a
+        caller never sees a running container without its overlay reported."""
+        if desired.overlay is None:
+            self.overlays.forget(desired.name)
+            return ensured
+        if ensured.outcome in (EnsureOutcome.PULLING, EnsureOutcome.PULL_FAILED):
+            return ensured
+        attrs = self._inspect_managed(desired.container_name)
+        if attrs is None:
+            raise _DecideAgainError("container vanished before its overlay was set up")
+        overlay = self.overlays.ensure(desired.name, attrs, desired.overlay)
+        return Ensured(ensured.status.model_copy(update={"overlay": overlay}), ensured.outcome)
+
+    def _with_overlay(self, status: ContainerStatus, attrs: dict[str, Any]) -> ContainerStatus:
+        address = observe.labels_of(attrs).get(LABEL_OVERLAY_ADDRESS)
+        if not address:
+            return status
+        return status.model_copy(update={"overlay": self.overlays.observe(attrs, address)})
+
+    def _restore_overlay(self, container_id: str) -> None:
+        """A managed container started (restart policy, daemon restart): its namespace is
+        new, so set its overlay up again from what the last ensure asked for."""
+        with docker_errors():
+            try:
+                attrs = self._api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return
+            name = observe.labels_of(attrs).get(LABEL_NAME)
+            config = self.overlays.wanted(name) if name else None
+            if name is None or config is None:
+                return
+            with self._name_locks.hold(name):
+                current = self._inspect_managed(self._container_name(name))
+                if current is None or current["Id"] != container_id:
+                    return
+                status = self.overlays.ensure(name, current, config)
+        log.info("overlay of %s restored after a start: %s", name, status.reason.value)
 
     @staticmethod
     def _same_spec(attrs: dict[str, Any], desired: DesiredContainer) -> bool:
@@ -369,6 +424,7 @@ class Engine:
             privileged=desired.privileged,
             init=desired.init or None,
             network_mode=network_ref,
+            dns=desired.dns or None,
         )
         networking_config = None
         if network_ref:
@@ -424,6 +480,7 @@ class Engine:
         """Remove `name`; False when there was nothing of ours to remove (still a success)."""
         with self._name_locks.hold(name), docker_errors():
             forgotten = self._forget_pending(name)
+            self.overlays.forget(name)
             attrs = self._inspect_managed(self._container_name(name))
             if attrs is None:
                 return forgotten
@@ -444,6 +501,7 @@ class Engine:
             if exc.status_code != 409:  # 409: removal already in progress elsewhere
                 raise
         log.info("removed %s (%s)", attrs.get("Name", "").lstrip("/"), attrs["Id"][:12])
+        self.overlays.released(attrs["Id"])
         if managed_network and managed_network != keep_network:
             # Only the check-and-remove of the network needs its lock (a create holds it until
             # its container exists): the containers of one service stop in parallel.

@@ -48,6 +48,14 @@ class Settings(BaseModel):
     container_init: bool = Field(
         default=True, description="Run an init as PID 1 so SIGTERM stops any workload quickly "
         "and zombies are reaped")
+    wireguard: Literal["auto", "kernel", "userspace", "off"] = Field(
+        default="auto", description="How overlays are provided: the kernel module when present, "
+        "else wireguard-go (auto), only one of them, or off")
+    wireguard_go: str = Field(default="wireguard-go", min_length=1,
+                              description="The userspace WireGuard binary")
+    overlay_handshake_grace_seconds: float = Field(
+        default=30.0, gt=0, description="How long a new overlay may wait for its first "
+        "handshake before it is reported EndpointUnreachable")
     tls_cert_file: Path | None = Field(
         default=None, description="Serve HTTPS with this certificate (PEM, chain after leaf)")
     tls_key_file: Path | None = Field(default=None, description="Private key of tls_cert_file")
@@ -168,6 +176,9 @@ ENV_VARIABLES: dict[str, str] = {
     "stop_timeout_seconds": "IEAPI_STOP_TIMEOUT_SECONDS",
     "pull_failure_ttl_seconds": "IEAPI_PULL_FAILURE_TTL_SECONDS",
     "container_init": "IEAPI_CONTAINER_INIT",
+    "wireguard": "IEAPI_WIREGUARD",
+    "wireguard_go": "IEAPI_WIREGUARD_GO",
+    "overlay_handshake_grace_seconds": "IEAPI_OVERLAY_HANDSHAKE_GRACE_SECONDS",
     "tls_cert_file": "IEAPI_TLS_CERT_FILE",
     "tls_key_file": "IEAPI_TLS_KEY_FILE",
     "logs_max_tail_lines": "IEAPI_LOGS_MAX_TAIL_LINES",
@@ -196,6 +207,11 @@ Environment (IE Docker API):
   IEAPI_STOP_TIMEOUT_SECONDS   grace period before SIGKILL on removal (default: 10)
   IEAPI_PULL_FAILURE_TTL_SECONDS  how long a failed pull is remembered (default: 300)
   IEAPI_CONTAINER_INIT=false   do not run an init as PID 1 in containers (default: true)
+  IEAPI_WIREGUARD              overlays: auto (kernel module, else wireguard-go), kernel,
+                               userspace or off (default: auto)
+  IEAPI_WIREGUARD_GO           the wireguard-go binary (default: wireguard-go on PATH)
+  IEAPI_OVERLAY_HANDSHAKE_GRACE_SECONDS  wait for a new overlay's first handshake before
+                               reporting EndpointUnreachable (default: 30)
   IEAPI_TLS_CERT_FILE, IEAPI_TLS_KEY_FILE  serve HTTPS with this certificate and key (PEM);
                                clients verify it against their CA (hooks: LLO_IE_CA_BUNDLE)
   IEAPI_LOGS_MAX_TAIL_LINES    largest and default `tail` of GET .../logs (default: 10000)

@@ -15,6 +15,11 @@ need_command etcd etcd-server
 # The README's upgrade commands (tests/k8s/test_upgrade.py runs them).
 need_command jq jq
 need_command mmdebstrap mmdebstrap
+# Real WireGuard overlays: the userspace implementation (no kernel module needed), the `wg`
+# tool the IE API configures interfaces with, and the DNS of the tests' overlay hub.
+need_command wireguard-go wireguard-go
+need_command wg wireguard-tools
+need_command dnsmasq dnsmasq-base
 # systemd-analyze checks the edge box's unit file (edge/llo-ieapi.service).
 need_command systemd-analyze systemd
 # promtool checks and unit-tests the example alerts (metacontroller/monitoring/).

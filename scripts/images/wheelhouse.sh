@@ -38,11 +38,16 @@ trap 'rm -rf "$tmp"' EXIT
 # The project itself is pure Python: one py3-none-any wheel.
 "${pip[@]}" wheel --quiet --disable-pip-version-check --no-deps -w "$tmp/project" "$root" >&2
 project_wheel="$(ls "$tmp"/project/*.whl)"
+# Pure-Python dependencies published as source only (nkeys, for NATS nkey auth): built into
+# py3-none-any wheels here (no compiler needed) and offered to the download below.
+mkdir -p "$tmp/wheels"
+"${pip[@]}" wheel --quiet --disable-pip-version-check --no-deps -w "$tmp/wheels" \
+  "nkeys>=0.2" >&2
 # Its dependencies for the image's interpreter, binary wheels only (no compiler in the image).
 # setuptools >= 77: pyproject.toml's license is a PEP 639 SPDX string.
 "${pip[@]}" download --quiet --disable-pip-version-check --only-binary=:all: \
   --python-version "$py" --implementation cp --abi "cp${py/./}" --platform "$platform" \
-  -d "$tmp/wheels" "$project_wheel[ieapi]" "setuptools>=77" >&2
+  --find-links "$tmp/wheels" -d "$tmp/wheels" "$project_wheel[ieapi]" "setuptools>=77" >&2
 cp "$project_wheel" "$tmp/wheels/"
 echo "$want" >"$tmp/wheels/.stamp"
 mkdir -p "$(dirname "$out")"

@@ -39,12 +39,13 @@ URN = "urn:ngsi-ld:"
 
 @dataclass(frozen=True)
 class WireGuard:
-    """The HLO's WgClientConf: what it puts in networkOverlay."""
+    """The HLO's WgClientConf: what it puts in networkOverlay (keys as `wg genkey` and
+    `wg pubkey` print them: 32 bytes in base64)."""
 
     address: str = "10.8.0.2/32"
     dns: str = "10.8.0.1"
     public_key: str = "c2VydmVyLXB1YmxpYy1rZXktYmFzZTY0LWVuY29kZWQ="
-    private_key: str = "Y2xpZW50LXByaXZhdGUta2V5LWJhc2U2NC1lbmNvZGVk"
+    private_key: str = "Y2xpZW50LXByaXZhdGUta2V5LWJhc2U2NC1lbmNvZGU="
     endpoint: str = "domain.example:51820"
     allowed_ips: str = "10.8.0.0/24"
 

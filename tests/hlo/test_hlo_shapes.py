@@ -40,6 +40,7 @@ from tests.hlo.chain import (
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import ApiError, KubeDriver
 from tests.support.registry import push_unique_image, start_registry
+from tests.support.wghub import Hub, genkey, missing_tools
 
 pytestmark = [pytest.mark.hlo, pytest.mark.k8s, pytest.mark.e2e, pytest.mark.docker]
 
@@ -187,13 +188,30 @@ def _expect_stored_spec(shape: Shape, stored: JSON) -> None:
             assert spec[key] == value, key
 
 
+def _overlay_on(request: pytest.FixtureRequest, tmp_path: Path) -> WireGuard:
+    """The overlay shape runs against a real hub (tests/support/wghub.py): a component is
+    Running only once its overlay is up. The HLO's client configuration, made for it."""
+    if missing_tools():
+        pytest.skip(f"no real WireGuard here: missing {missing_tools()}")
+    hub = Hub(tmp_path / "hub").start()
+    request.addfinalizer(hub.stop)
+    private, public = genkey()
+    address = hub.add_peer("overlay", public)
+    return WireGuard(address=address, dns=hub.address, public_key=hub.public_key,
+                     private_key=private, endpoint=hub.endpoint, allowed_ips=str(hub.subnet))
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_hlo_shape_runs_reports_and_goes(chain: Chain, name: str, busybox_image: str) -> None:
+def test_hlo_shape_runs_reports_and_goes(chain: Chain, name: str, busybox_image: str,
+                                         request: pytest.FixtureRequest,
+                                         tmp_path: Path) -> None:
     assert busybox_image == "llo-test/busybox:1"
     port = free_port("0.0.0.0")
     shape = _with_port(SHAPES[name], port)
     if name == "private-registry":
         shape.alloc = dataclasses.replace(shape.alloc, image=chain.private_image)
+    if name == "overlay":
+        shape.alloc = dataclasses.replace(shape.alloc, overlay=_overlay_on(request, tmp_path))
     obj = shape.object
     scd = shape.scd_name
     entity = shape.alloc.id

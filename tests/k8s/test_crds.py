@@ -9,6 +9,7 @@ see a difference on every sync and write again forever).
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import time
@@ -33,13 +34,15 @@ from hooks.resources import (
     FailureInfo,
     Migration,
     Names,
+    OverlayInfo,
     Phase,
     Placement,
     PullInfo,
     SCDStatus,
 )
 from hooks.settings import Settings
-from ieapi.contract import Protocol, PublishedPort
+from ieapi.contract import NetworkOverlay, Protocol, PublishedPort
+from ieapi.overlayspec import parse as parse_overlay
 from testbed.orion import OrionDouble
 from tests.support.crdserver import CrdApiServer
 from tests.support.kube import subset
@@ -169,6 +172,12 @@ def _set(path: str, value: Any) -> Callable[[JSON], None]:
     return mutate
 
 
+# A client configuration as the HLO writes it (keys: 32 bytes of base64, bare address).
+OVERLAY = {"internalIp": "10.8.0.3", "dns": "10.8.0.1",
+           "privateKey": base64.b64encode(bytes(range(32))).decode(),
+           "publicKey": base64.b64encode(bytes(range(1, 33))).decode(),
+           "endpoint": "hub.example.org:51820", "allowedIps": "10.8.0.0/24"}
+
 INVALID: list[tuple[str, JSON, Callable[[JSON], None], tuple[str, ...]]] = [
     ("port-0", scd(ports=[{"number": 80}]), _set("spec.ports.0.number", 0),
      ("spec.ports[0].number",)),
@@ -194,6 +203,23 @@ INVALID: list[tuple[str, JSON, Callable[[JSON], None], tuple[str, ...]]] = [
      ("spec.cliArgs[0].key", "Required value")),
     ("overlay-mtu", scd(networkOverlay={"mtu": 10}), lambda obj: None,
      ("spec.networkOverlay.mtu",)),
+    ("overlay-bad-private-key", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.privateKey", "bm9wZQ=="), ("spec.networkOverlay.privateKey",)),
+    ("overlay-key-of-31-bytes", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.publicKey", base64.b64encode(bytes(31)).decode()),
+     ("spec.networkOverlay.publicKey",)),
+    ("overlay-bad-address", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.internalIp", "10.8.0.300"), ("spec.networkOverlay.internalIp",)),
+    ("overlay-bad-cidr", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.allowedIps", "10.8.0.0/24,10.9.0.0/33"),
+     ("spec.networkOverlay.allowedIps",)),
+    ("overlay-bad-dns", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.dns", "dns.example"), ("spec.networkOverlay.dns",)),
+    ("overlay-endpoint-without-port", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.endpoint", "hub.example.org"), ("spec.networkOverlay.endpoint",)),
+    ("overlay-incomplete", scd(networkOverlay=OVERLAY),
+     _set("spec.networkOverlay.privateKey", ...),
+     ("spec.networkOverlay", "either {} (no overlay) or has all of")),
     ("die-bad-url", die(), _set("spec.api.url", "ftp://ie-a:21"), ("spec.api.url",)),
     ("die-url-not-a-url", die(), _set("spec.api.url", "127.0.0.1:8081"), ("spec.api.url",)),
     ("die-missing-api", die(), _set("spec.api", ...), ("spec.api", "Required value")),
@@ -228,6 +254,24 @@ def test_valid_bases_of_the_invalid_table_are_accepted(api: CrdApiServer) -> Non
                     "overlay-mtu"):
             continue  # their base is the invalid object itself
         apply_json(api, obj, "--dry-run=server")
+
+
+ACCEPTED_OVERLAYS = {
+    "empty-means-none": {},
+    "as-the-hlo-writes-it": OVERLAY,
+    "prefix-ipv6-keepalive-off": {**OVERLAY, "internalIp": "10.8.0.3/24",
+                                  "allowedIps": "10.8.0.0/24, fd00::/64",
+                                  "endpoint": "[fd00::1]:51820", "mtu": 1380,
+                                  "persistentKeepalive": 0},
+}
+
+
+@pytest.mark.parametrize("overlay", ACCEPTED_OVERLAYS.values(), ids=ACCEPTED_OVERLAYS.keys())
+def test_overlay_forms_are_accepted_by_the_schema_and_the_ie_alike(
+        api: CrdApiServer, overlay: JSON) -> None:
+    apply_json(api, scd(networkOverlay=overlay), "--dry-run=server")
+    if overlay:
+        parse_overlay(NetworkOverlay.model_validate(overlay))  # the IE applies the same
 
 
 # =========================================================================== status round trip
@@ -282,7 +326,9 @@ def full_scd_status() -> JSON:
                                  host_port=8080),
                    PublishedPort(container_port=53, protocol=Protocol.UDP, host_ip="",
                                  host_port=5353)],
-            network="llo-net-service-1"),
+            network="llo-net-service-1",
+            overlay=OverlayInfo(interface="wg0", address="10.8.0.3/32", mode="userspace",
+                                state="up", last_handshake="<3m")),
         failure=FailureInfo(exit_code=3, finished_at="2024-05-01T09:59:00Z", restart_count=2,
                             last_output="boom\n\ufffd é\n", last_output_truncated=True),
         pull=PullInfo(layers_total=3, layers_done=1, bytes_total=2**33, bytes_done=2**32,

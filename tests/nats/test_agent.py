@@ -13,6 +13,7 @@ import docker
 import nats
 import pytest
 import requests
+from cloudevents.core.bindings import http as ce_http
 
 from hooks.ienats import NatsRequester
 from ieapi.contract import ContainerList, ContainerStatus, DeleteResult, ErrorBody, IEInfo
@@ -104,15 +105,19 @@ def test_bad_requests_get_the_contract_errors(agent: ServerProcess, requester: N
 
 def test_messages_are_binary_mode_cloudevents(agent: ServerProcess,
                                               nats_server: NatsServer) -> None:
-    """What another aerOS component sees on the wire: ce-* headers, JSON data = the model."""
+    """What another aerOS component sees on the wire: ce-* headers, JSON data = the model.
+    Read back with the CloudEvents SDK (its binary-mode reader takes the same `ce-` headers
+    and `content-type` as the NATS protocol binding) as an independent judge."""
+    seen: list[tuple[dict[str, str], bytes]] = []
 
     async def exchange() -> tuple[dict[str, str], bytes]:
         options = nats_server.hooks_identity.connect_options(nats_server.url)
         client = await nats.connect(nats_server.url, **options)
         try:
-            headers = request_headers(Operation.INFO, None)
+            headers = request_headers(Operation.GET, "default.none")
+            seen.append((headers, b""))
             msg = await client.request(subject("llo.ie", IE_NAME, Operation.INFO), b"",
-                                       timeout=10, headers=headers)
+                                       timeout=10, headers=request_headers(Operation.INFO, None))
             return dict(msg.headers or {}), msg.data
         finally:
             await client.close()
@@ -126,6 +131,17 @@ def test_messages_are_binary_mode_cloudevents(agent: ServerProcess,
     assert len(headers["ce-id"]) == 32
     assert headers["ce-time"].endswith("Z")
     IEInfo.model_validate_json(data)
+
+    answer = ce_http.from_binary_event(ce_http.HTTPMessage(headers=headers, body=data))
+    assert answer.get_type() == "eu.aeros-project.llo.ie.info.response"
+    assert answer.get_extension("statuscode") == "200"
+    assert IEInfo.model_validate(answer.get_data()).ie_id == \
+        "urn:ngsi-ld:InfrastructureElement:nats"
+    (req_headers, body), = seen
+    asked = ce_http.from_binary_event(ce_http.HTTPMessage(headers=req_headers, body=body))
+    assert asked.get_type() == "eu.aeros-project.llo.ie.get.request"
+    assert asked.get_subject() == "default.none"
+    assert asked.get_source() == "/llo-docker/hooks"
 
 
 def test_http_server_and_agent_serve_one_ie_at_once(

@@ -164,3 +164,22 @@ def test_migration_between_http_and_nats_ies(stack: Stack, nats_server: NatsServ
                            == http_ie.name and not stack.scd_status("web").get(
                                "pendingCleanups"), timeout=120)
     assert_only_on(stack, "web", http_ie)
+
+
+def test_cordon_over_nats_stops_new_placements_only(stack: Stack, nats_server: NatsServer,
+                                                    busybox_image: str) -> None:
+    """The operator's cordon (annotation apiReady: "false") is transport-blind: the same
+    story as tests/e2e/test_gate.py, with the IE behind NATS."""
+    ie = add_ready_nats_ie(stack, nats_server, "edge-nat-5")
+    first = deploy(stack, ie, "first", busybox_image, cliArgs=SLEEP)["container"]["id"]
+    stack.driver.apply(ie.die(annotations={"apiReady": "false"}))
+    stack.driver.apply(Stack.scd("second", ie, busybox_image, cliArgs=SLEEP))
+    stack.driver.run_until(lambda: stack.phase("second") == "Pending", timeout=30)
+    stack.driver.run_for(60)
+    assert stack.scd_status("second")["reason"] == "IECordoned"
+    assert stack.phase("first") == "Running"
+    assert container_of(stack, "first").id == first
+    assert_one_container_per(stack, ["first"])
+    stack.driver.apply(ie.die())
+    stack.driver.run_until(lambda: stack.phase("second") == "Running", timeout=60)
+    assert_one_container_per(stack, ["first", "second"])
