@@ -116,7 +116,7 @@ def test_hooks_killed_between_create_and_status(stack: Stack, busybox_image: str
 
     def call() -> None:
         try:
-            outcome.append(requests.post(url, json=body, timeout=15))
+            outcome.append(requests.post(url, json=body, timeout=15, headers=stack.hook_auth))
         except requests.RequestException as exc:
             outcome.append(exc)
 
