@@ -22,7 +22,7 @@ import pytest
 from ieapi import create_app
 from testbed.dockerd import remove_managed
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, eventually, sleeper_spec
-from tests.support.wghub import WG_SOCKET_DIR, Hub, missing_tools
+from tests.support.wghub import Hub, leftovers, missing_tools
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()),
                                 reason=f"no real WireGuard here: missing {missing_tools()}")
@@ -74,24 +74,6 @@ def in_container(client: docker.DockerClient, container: str, *cmd: str) -> tupl
 def reaches(client: docker.DockerClient, container: str, target: str) -> bool:
     code, _ = in_container(client, container, "ping", "-c", "1", "-W", "2", target)
     return code == 0
-
-
-def leftovers(container_id: str) -> list[str]:
-    """Anything of this container's overlay still on the IE: link, process, control socket."""
-    name = f"wgl{container_id[:12]}"
-    found = []
-    if subprocess.run(["ip", "link", "show", "dev", name], capture_output=True,
-                      check=False).returncode == 0:
-        found.append(f"link {name}")
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if name.encode() in cmdline.read_bytes():
-                found.append(f"process {cmdline.parent.name}")
-        except OSError:
-            continue
-    if (WG_SOCKET_DIR / f"{name}.sock").exists():
-        found.append(f"socket {name}.sock")
-    return found
 
 
 def test_components_on_two_ies_reach_each_other_by_address_and_name(

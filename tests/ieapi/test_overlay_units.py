@@ -4,14 +4,17 @@ handshake verdict and its status buckets, the `wg show dump` parser, secrets in 
 from __future__ import annotations
 
 import base64
+import os
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from ieapi import overlay as overlay_io
 from ieapi.contract import ContainerSpec, NetworkOverlay, OverlayReason
 from ieapi.desired import desired_container
 from ieapi.errors import InvalidRequestError
-from ieapi.overlay import host_name, parse_dump
+from ieapi.overlay import Overlays, ToolError, host_name, parse_dump
 from ieapi.overlayspec import (
     DEFAULT_KEEPALIVE_SECONDS,
     Mode,
@@ -175,3 +178,110 @@ def test_scrub_removes_the_key_in_base64_and_hex() -> None:
 
 def test_host_side_names_fit_the_kernel_limit() -> None:
     assert len(host_name("f" * 64)) == 15
+
+
+class RecordingRunner:
+    """Stands in for `ieapi.overlay.run`: records every command (argv and stdin) and answers
+    like the tools would on an IE with the kernel module (which this machine lacks)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None]] = []
+        self.interface_present = False
+        self.dump = (f"{PRIVATE}\t{PUBLIC}\t51000\toff\n"
+                     f"{PUBLIC}\t(none)\t192.0.2.1:51820\t10.8.0.0/24\t0\t0\t148\t25\n")
+
+    def __call__(self, argv: Sequence[str], *, stdin: str | None = None,
+                 timeout: float = 10.0) -> str:
+        argv = list(argv)
+        self.calls.append((argv, stdin))
+        tail = argv[argv.index("--") + 1:] if "--" in argv else argv
+        if tail[:3] == ["ip", "link", "show"]:
+            if tail[-1] == "wg0" and self.interface_present:
+                return ""
+            raise ToolError("Device does not exist")
+        if tail[:3] == ["ip", "link", "set"] and "name" in tail:
+            self.interface_present = True
+        if tail[:2] == ["wg", "show"]:
+            return self.dump
+        return ""
+
+    def commands(self) -> list[str]:
+        return [" ".join(argv) for argv, _ in self.calls]
+
+
+def test_kernel_mode_creates_outside_moves_in_and_keeps_the_key_off_argv(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = RecordingRunner()
+    monkeypatch.setattr(overlay_io, "run", runner)
+    overlays = Overlays(Settings(token="t"), mode=Mode.KERNEL)
+    container_id = "c" * 64
+    pid = os.getpid()  # a live process: its /proc/<pid>/ns/net exists
+    attrs = {"Id": container_id, "State": {"Running": True, "Pid": pid}}
+    config = parse(NetworkOverlay.model_validate(overlay()))
+    ns = f"nsenter --net=/proc/{pid}/ns/net --"
+    link = host_name(container_id)
+
+    status = overlays.ensure("ns.web", attrs, config)
+
+    assert runner.commands() == [
+        f"{ns} ip link show dev wg0",
+        f"ip link show dev {link}",                  # nothing half-made to discard
+        f"ip link add {link} type wireguard",        # in the IE's namespace: its UDP socket too
+        f"wg syncconf {link} /dev/stdin",
+        f"ip link set dev {link} netns {pid}",
+        f"{ns} ip link set dev {link} name wg0",
+        f"{ns} ip link set dev wg0 mtu 1420 up",
+        f"{ns} ip address replace 10.8.0.3/32 dev wg0",
+        f"{ns} ip route replace 10.8.0.0/24 dev wg0",
+        f"{ns} wg show wg0 dump",                    # the kernel's interface: read in its netns
+    ]
+    assert all(PRIVATE not in command for command in runner.commands())
+    assert [stdin for _, stdin in runner.calls if stdin] == [config.wg_config()]
+    assert (status.mode, status.state.value, status.reason) == (
+        "kernel", "pending", OverlayReason.HANDSHAKE_PENDING)
+
+    # The same config again: only looked at. A rotated key: applied in place, in the netns.
+    runner.calls.clear()
+    overlays.ensure("ns.web", attrs, config)
+    assert runner.commands() == [f"{ns} ip link show dev wg0", f"{ns} wg show wg0 dump"]
+    runner.calls.clear()
+    rotated = parse(NetworkOverlay.model_validate(overlay(
+        privateKey=base64.b64encode(bytes(32)).decode())))
+    overlays.ensure("ns.web", attrs, rotated)
+    assert runner.commands()[1] == f"{ns} wg syncconf wg0 /dev/stdin"
+    assert overlays.wanted("ns.web") is rotated
+
+
+def test_a_failed_setup_is_reported_scrubbed_and_cleaned(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = RecordingRunner()
+
+    def failing(argv: Sequence[str], *, stdin: str | None = None, timeout: float = 10.0) -> str:
+        if list(argv)[:2] == ["wg", "syncconf"]:
+            runner.calls.append((list(argv), stdin))
+            raise ToolError(f"wg syncconf: Line unrecognized: `PrivateKey={PRIVATE}'")
+        return runner(argv, stdin=stdin, timeout=timeout)
+
+    monkeypatch.setattr(overlay_io, "run", failing)
+    overlays = Overlays(Settings(token="t"), mode=Mode.KERNEL)
+    attrs = {"Id": "d" * 64, "State": {"Running": True, "Pid": os.getpid()}}
+    status = overlays.ensure("ns.web", attrs, parse(NetworkOverlay.model_validate(overlay())))
+    assert (status.state.value, status.reason) == ("down", OverlayReason.SETUP_FAILED)
+    assert PRIVATE not in status.message
+    assert f"ip link show dev {host_name('d' * 64)}" in runner.commands()
+    assert runner.commands()[-1].endswith("ip link del dev wg0")  # nothing left half-made
+
+
+def test_without_wireguard_or_a_running_container_nothing_is_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = RecordingRunner()
+    monkeypatch.setattr(overlay_io, "run", runner)
+    config = parse(NetworkOverlay.model_validate(overlay()))
+    none = Overlays(Settings(token="t"), mode=Mode.NONE).ensure(
+        "ns.web", {"Id": "e" * 64, "State": {"Running": True, "Pid": 1}}, config)
+    assert (none.state.value, none.reason) == ("down", OverlayReason.UNSUPPORTED)
+    stopped = Overlays(Settings(token="t"), mode=Mode.KERNEL).ensure(
+        "ns.web", {"Id": "e" * 64, "State": {"Running": False, "Pid": 0}}, config)
+    assert (stopped.state.value, stopped.reason) == (
+        "pending", OverlayReason.CONTAINER_NOT_RUNNING)
+    assert runner.calls == []

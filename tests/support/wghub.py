@@ -38,6 +38,25 @@ def missing_tools() -> list[str]:
     return missing
 
 
+def leftovers(container_id: str) -> list[str]:
+    """Anything of a container's overlay still on the IE: its link in the IE's namespace, a
+    wireguard-go process, a control socket (ieapi names them `wgl` + 12 hex of the id)."""
+    name = f"wgl{container_id[:12]}"
+    found = []
+    if subprocess.run(["ip", "link", "show", "dev", name], capture_output=True,
+                      check=False).returncode == 0:
+        found.append(f"link {name}")
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if name.encode() in cmdline.read_bytes():
+                found.append(f"process {cmdline.parent.name}")
+        except OSError:
+            continue
+    if (WG_SOCKET_DIR / f"{name}.sock").exists():
+        found.append(f"socket {name}.sock")
+    return found
+
+
 def genkey() -> tuple[str, str]:
     """(private, public) WireGuard keys made by `wg`."""
     private = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
