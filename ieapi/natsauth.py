@@ -6,10 +6,13 @@ appear in a subject, a header, a log line or the process environment.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import nkeys
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,6 @@ class UserNkey:
 
 
 def new_user_nkey() -> UserNkey:
-    import os  # noqa: PLC0415
-
-    import nkeys  # noqa: PLC0415
-
     seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
     pair = nkeys.from_seed(bytearray(seed))
     public = pair.public_key

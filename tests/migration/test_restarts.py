@@ -115,17 +115,26 @@ def test_hooks_killed_between_create_and_status(stack: Stack, busybox_image: str
     outcome: list[BaseException | requests.Response] = []
 
     def call() -> None:
-        try:
+        try:  # authenticated as Metacontroller is: without it the hooks answer 401 at once
             outcome.append(requests.post(url, json=body, timeout=15, headers=stack.hook_auth))
         except requests.RequestException as exc:
             outcome.append(exc)
+
+    def planned() -> bool:
+        if "stage Migrating" in hooks_log.read_text(errors="replace")[offset:]:
+            return True
+        if outcome:  # answered without planning the ensure (a 401, say): say what instead
+            answer = outcome[0]
+            raise AssertionError("the hooks answered before planning the ensure on B: " + (
+                f"HTTP {answer.status_code} {answer.text[:300]}"
+                if isinstance(answer, requests.Response) else repr(answer)))
+        return False
 
     with frozen(ie_b):
         caller = threading.Thread(target=call)
         caller.start()
         # The hooks log their plan, then PUT to B, whose bytes wait unread in B's sockets.
-        wait_for(lambda: "stage Migrating" in hooks_log.read_text(errors="replace")[offset:],
-                 timeout=20, what="the hooks never planned the ensure on B")
+        wait_for(planned, timeout=20, what="the hooks never planned the ensure on B")
         wait_for(lambda: unread_bytes(ie_b.port) > 0, timeout=20,
                  what="the hooks' PUT never reached B")
         os.killpg(stack.hooks.pid, signal.SIGKILL)

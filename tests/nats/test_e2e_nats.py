@@ -79,7 +79,7 @@ def test_ie_without_agent_is_unreachable_at_once(stack: Stack, nats_server: Nats
     assert "no agent is serving this IE on NATS" in condition["message"]
     (probe,) = stack.driver.calls("sync", "llo-docker-die")[-1:]
     assert probe.status_code == 200
-    assert probe.seconds < 2.0, probe.seconds
+    assert probe.seconds < 2.5, probe.seconds  # the read timeout is 3 s
 
 
 def test_agent_killed_and_reconnecting(stack: Stack, nats_server: NatsServer,

@@ -106,3 +106,21 @@ def test_edge_compose_runs_the_agent_for_good() -> None:
 
 def test_readme_shows_the_agents_settings() -> None:
     assert AGENT_ENV_HELP.strip() in (ROOT / "README.md").read_text()
+
+
+def test_natsconfig_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """What README step 1 and 2 run: a new nkey, then the config for the IEs named."""
+    from ieapi import natsconfig
+
+    assert natsconfig.main(["--new-nkey"]) == 0
+    seed_line, public_line = capsys.readouterr().out.splitlines()
+    assert seed_line.split()[1].startswith("SU")
+    hooks = public_line.split()[1]
+    ie = new_user_nkey().public_key
+    assert natsconfig.main([hooks, f"edge-1.example={ie}"]) == 0
+    config = json.loads(capsys.readouterr().out)
+    assert config["authorization"] == authorization(
+        Credential(nkey=hooks), {"edge-1.example": Credential(nkey=ie)})
+    assert config["authorization"]["users"][1]["permissions"]["subscribe"]["allow"] == \
+        ["llo.ie.edge-1_example.*"]
+    assert natsconfig.main([hooks, "no-equals-sign"]) == 2

@@ -5,6 +5,7 @@ no secret shows up in a log. Real nats-server, configuration from ieapi.natsconf
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import nats
 import nats.errors
 import pytest
+import requests
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -51,6 +53,25 @@ def _run(body: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(asyncio.wait_for(body(), 60))
 
 
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll (without blocking the loop) until `condition()`; the server's refusals and
+    registrations are asynchronous to the client's calls."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+def _subscribed(server: NatsServer, subj: str) -> bool:
+    url = f"http://127.0.0.1:{server.monitor_port}/subsz?subs=1"
+    found = requests.get(url, timeout=5).json().get("subscriptions_list") or []
+    return any(sub.get("subject") == subj for sub in found)
+
+
+def _server_log(server: NatsServer) -> str:
+    assert server.process is not None
+    return server.process.log_path.read_text()
+
+
 async def _serve(client: Client, subj: str, seen: list[Msg]) -> None:
     async def answer(msg: Msg) -> None:
         seen.append(msg)
@@ -72,6 +93,7 @@ def test_an_ie_answers_its_own_requests(bus: NatsServer) -> None:
         hooks = await _connect(bus, bus.hooks_identity)
         try:
             await _serve(ie_a, f"llo.ie.{A}.*", seen)
+            await _until(lambda: _subscribed(bus, f"llo.ie.{A}.*"))
             reply = await hooks.request(subject("llo.ie", A, Operation.INFO), b"",
                                         timeout=TIMEOUT, headers=request_headers(
                                             Operation.INFO, None))
@@ -94,7 +116,7 @@ def test_one_ie_cannot_receive_another_ies_requests(bus: NatsServer) -> None:
         try:
             for pattern in (f"llo.ie.{B}.*", "llo.ie.>", ">", "_INBOX.>"):
                 await _serve(intruder, pattern, seen)
-            await asyncio.sleep(0.3)  # the server's refusals arrive asynchronously
+            await _until(lambda: len(errors) >= 4)  # the refusals arrive asynchronously
             try:
                 await hooks.request(subject("llo.ie", B, Operation.ENSURE), b'{"image":"x"}',
                                     timeout=TIMEOUT, headers=request_headers(
@@ -139,7 +161,9 @@ def test_one_ie_cannot_answer_or_send_requests(bus: NatsServer) -> None:
                                    reply="_INBOX.waiting-for-b",
                                    headers=request_headers(Operation.DELETE, "default.app"))
             await intruder.flush()
-            await asyncio.sleep(0.5)
+            await _until(lambda: len(errors) >= 2)
+            await hooks.flush()
+            await ie_b.flush()
             return to_inbox, to_b, errors
         finally:
             for client in (intruder, hooks, ie_b):
@@ -158,16 +182,23 @@ def test_password_identity_and_wrong_credentials(bus: NatsServer, tmp_path: Path
         hooks = await _connect(bus, bus.hooks_identity)
         try:
             await _serve(ie_pw, "llo.ie.ie-pw.*", seen)
+            await _until(lambda: _subscribed(bus, "llo.ie.ie-pw.*"))
             await hooks.request("llo.ie.ie-pw.info", b"", timeout=TIMEOUT)
         finally:
             await ie_pw.close()
             await hooks.close()
         wrong = tmp_path / "wrong.password"
         wrong.write_text("not-the-password")
-        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        # The client may see the server's -ERR or just the closed connection (load decides
+        # which comes first); the server's log says why it refused.
+        with pytest.raises((nats.errors.Error, OSError)):
             await _connect(bus, NatsIdentity(user="ie-ie-pw", password_file=wrong))
-        with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        with pytest.raises((nats.errors.Error, OSError)):
             await _connect(bus, NatsIdentity())  # no credentials at all
+        await _until(lambda: 'authentication error - User "ie-ie-pw"' in _server_log(bus)
+                     and _server_log(bus).count("authentication error") >= 2)
+        assert 'authentication error - User "ie-ie-pw"' in _server_log(bus)
+        assert _server_log(bus).count("authentication error") >= 2
 
     _run(body)
 
