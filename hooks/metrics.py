@@ -119,14 +119,14 @@ def broker_call() -> AbstractContextManager[Callable[[int], None]]:
 
 
 def count_condition_changes(kind: str, old_status: Any, new_status: Mapping[str, Any]) -> None:
-    """Count every condition whose (status, reason) differs from the one in the old status."""
-    old = {c.get("type"): (c.get("status"), c.get("reason"))
+    """Count every condition whose (status, reason) differs from the one in the old status.
+    The old status comes from the request as it is (anything at all): only strings are used."""
+    old = {str(c.get("type")): (str(c.get("status")), str(c.get("reason")))
            for c in _conditions(old_status)}
     for c in _conditions(new_status):
-        now = (c.get("status"), c.get("reason"))
-        if old.get(c.get("type")) != now:
-            CONDITION_CHANGES.labels(kind=kind, type=str(c.get("type")), status=str(now[0]),
-                                     reason=str(now[1])).inc()
+        type_, now = str(c.get("type")), (str(c.get("status")), str(c.get("reason")))
+        if old.get(type_) != now:
+            CONDITION_CHANGES.labels(kind=kind, type=type_, status=now[0], reason=now[1]).inc()
 
 
 def _conditions(status: Any) -> list[dict[str, Any]]:
