@@ -299,8 +299,11 @@ def _burst_section(b: R, rel: Path) -> list[str]:
                "x floor", "requests (writes) per SCD to Running",
                "requests (writes) per SCD to gone"),
           _row(*["---"] * 8)]
-    for part, title in (("service", "one service, 1 IE"), ("burst", "2 IEs")):
+    for part in ("service", "burst"):
         floor = b["floor"][part]
+        size = floor.get("service_size")
+        title = ("one service, 1 IE" if part == "service"
+                 else f"services of {size}, 2 IEs" if size else "2 IEs")
         md.append(_row(f"{floor['containers']} SCDs, {title}", "ieapi floor",
                        floor["seconds_to_all_running"], "1.00", floor["seconds_to_all_gone"],
                        "1.00", "-", "-"))
