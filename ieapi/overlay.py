@@ -171,11 +171,9 @@ class Overlays:
 
     # ------------------------------------------------------------------ ensure / observe
 
-    def ensure(self, name: str, attrs: dict[str, Any], config: OverlayConfig) -> OverlayStatus:
-        """Make the container's `wg0` match `config`; the status says how far it got."""
-        with self._lock:
-            self._wanted[name] = config
-        address = str(config.address)
+    def _running_pid_or_why_not(self, attrs: dict[str, Any], address: str) -> int | OverlayStatus:
+        """The container's PID when an overlay can be worked on now, else the status that
+        says why not (no WireGuard on this IE, or the container is not running)."""
         if self.mode is Mode.NONE:
             return self._status(address, OverlayState.DOWN, OverlayReason.UNSUPPORTED,
                                 "this IE has neither the WireGuard kernel module nor "
@@ -185,6 +183,16 @@ class Overlays:
             return self._status(address, OverlayState.PENDING,
                                 OverlayReason.CONTAINER_NOT_RUNNING,
                                 "set up when the container runs")
+        return pid
+
+    def ensure(self, name: str, attrs: dict[str, Any], config: OverlayConfig) -> OverlayStatus:
+        """Make the container's `wg0` match `config`; the status says how far it got."""
+        with self._lock:
+            self._wanted[name] = config
+        address = str(config.address)
+        pid = self._running_pid_or_why_not(attrs, address)
+        if isinstance(pid, OverlayStatus):
+            return pid
         container_id = str(attrs["Id"])
         try:
             with self._lock:
@@ -211,15 +219,9 @@ class Overlays:
 
     def observe(self, attrs: dict[str, Any], address: str) -> OverlayStatus:
         """Read-only report (GET): what the container's `wg0` looks like now."""
-        if self.mode is Mode.NONE:
-            return self._status(address, OverlayState.DOWN, OverlayReason.UNSUPPORTED,
-                                "this IE has neither the WireGuard kernel module nor "
-                                "wireguard-go (see GET /v1/info)")
-        pid = _running_pid(attrs)
-        if pid is None:
-            return self._status(address, OverlayState.PENDING,
-                                OverlayReason.CONTAINER_NOT_RUNNING,
-                                "set up when the container runs")
+        pid = self._running_pid_or_why_not(attrs, address)
+        if isinstance(pid, OverlayStatus):
+            return pid
         container_id = str(attrs["Id"])
         with self._lock:
             applied = self._applied.get(container_id)

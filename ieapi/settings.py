@@ -11,13 +11,16 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 # dockerd 20.10 speaks at most 1.41, and every newer daemon still accepts it.
 DEFAULT_DOCKER_API_VERSION = "1.41"
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class SettingsError(ValueError):
@@ -135,19 +138,26 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from `env` (default: os.environ); empty variables count as unset."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for field_name, variable in ENV_VARIABLES.items():
-            raw = source.get(variable, "").strip()
-            if raw:
-                values[field_name] = raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{ENV_VARIABLES.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
-                for err in exc.errors())
-            raise SettingsError(problems) from exc
+        return model_from_env(cls, ENV_VARIABLES, env)
+
+
+def model_from_env(model: type[_Model], variables: Mapping[str, str],
+                   env: Mapping[str, str] | None = None) -> _Model:
+    """Validate `model` from environment variables (field name -> variable name); empty
+    variables count as unset, and a bad value is a SettingsError naming the variable."""
+    source = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for field_name, variable in variables.items():
+        raw = source.get(variable, "").strip()
+        if raw:
+            values[field_name] = raw
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{variables.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
+            for err in exc.errors())
+        raise SettingsError(problems) from exc
 
 
 CONTAINER_MARKERS = (Path("/.dockerenv"), Path("/run/.containerenv"))  # Docker, Podman

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ieapi.natswire import DEFAULT_SUBJECT_PREFIX, is_nats_url, is_valid_prefix
-from ieapi.settings import Settings, SettingsError
+from ieapi.settings import Settings, SettingsError, model_from_env
 
 
 class AgentSettings(BaseModel):
@@ -55,19 +54,7 @@ class AgentSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AgentSettings:
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for field_name, variable in AGENT_ENV_VARIABLES.items():
-            raw = source.get(variable, "").strip()
-            if raw:
-                values[field_name] = raw
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{AGENT_ENV_VARIABLES.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}"
-                for err in exc.errors())
-            raise SettingsError(problems) from exc
+        return model_from_env(cls, AGENT_ENV_VARIABLES, env)
 
 
 def engine_settings(env: Mapping[str, str] | None = None) -> Settings:
