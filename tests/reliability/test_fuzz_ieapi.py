@@ -47,7 +47,7 @@ def ieapi_schema(dockerd: str, docker_client: docker.DockerClient) -> Iterator[B
 OPERATIONS = [("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/v1/info"),
               ("GET", "/v1/containers"), ("PUT", "/v1/containers/{name}"),
               ("GET", "/v1/containers/{name}"), ("DELETE", "/v1/containers/{name}"),
-              ("GET", "/v1/containers/{name}/logs")]
+              ("GET", "/v1/containers/{name}/logs"), ("GET", "/metrics")]
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=list(HealthCheck))
 
