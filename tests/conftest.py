@@ -19,6 +19,8 @@ from testbed.dockerd import (
     Dockerd,
     DockerdNotInstalledError,
     docker_engine,
+    start_dockerd,
+    stop_dockerd,
 )
 from testbed.images import ensure_busybox
 from testbed.manifests import load_crds
@@ -69,6 +71,18 @@ def docker_engine_info(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Doc
 def dockerd(docker_engine_info: Dockerd) -> str:
     """The DOCKER_HOST url of the session's engine."""
     return docker_engine_info.url
+
+
+@pytest.fixture
+def own_dockerd(dockerd: str, tmp_path: Path) -> Iterator[Dockerd]:
+    """A private dockerd for one test that restarts it, so the session's engine is never
+    disturbed (`dockerd` only makes sure one can
+    run here)."""
+    engine = start_dockerd(log_path=tmp_path / "own-dockerd.log")
+    try:
+        yield engine
+    finally:
+        stop_dockerd(engine)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ reconnects to the restarted daemon)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -16,26 +15,14 @@ from testbed.dockerd import (
     DOCKER_API_VERSION,
     Dockerd,
     restart_dockerd,
-    start_dockerd,
-    stop_dockerd,
 )
 from testbed.images import ensure_busybox
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, eventually
 from tests.ieapi.test_overlay_real import component, overlay_up, reaches
-from tests.support.wghub import Hub, leftovers, missing_tools
+from tests.support.wghub import Hub, leftovers, needs_wireguard
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow,
-              pytest.mark.skipif(bool(missing_tools()),
-                                 reason=f"no real WireGuard here: missing {missing_tools()}")]
-
-
-@pytest.fixture
-def own_dockerd(dockerd: str, tmp_path: Path) -> Iterator[Dockerd]:
-    engine = start_dockerd(log_path=tmp_path / "own-dockerd.log")
-    try:
-        yield engine
-    finally:
-        stop_dockerd(engine)
+              needs_wireguard]
 
 
 def test_overlay_comes_back_after_a_daemon_restart(

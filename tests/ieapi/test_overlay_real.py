@@ -22,10 +22,9 @@ import pytest
 from ieapi import create_app
 from testbed.dockerd import remove_managed
 from tests.ieapi.helpers import TOKEN, IEApiClient, SettingsFactory, eventually, sleeper_spec
-from tests.support.wghub import Hub, leftovers, missing_tools
+from tests.support.wghub import Hub, leftovers, needs_wireguard
 
-pytestmark = pytest.mark.skipif(bool(missing_tools()),
-                                reason=f"no real WireGuard here: missing {missing_tools()}")
+pytestmark = needs_wireguard
 
 SERVICE = "urn:ngsi-ld:Service:overlay"
 

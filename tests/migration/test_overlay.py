@@ -26,11 +26,10 @@ from tests.migration.helpers import (
     settled_on,
     start_component,
 )
-from tests.support.wghub import Hub, leftovers, missing_tools
+from tests.support.wghub import Hub, leftovers, needs_wireguard
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker,
-              pytest.mark.skipif(bool(missing_tools()),
-                                 reason=f"no real WireGuard here: missing {missing_tools()}")]
+              needs_wireguard]
 
 
 @pytest.fixture

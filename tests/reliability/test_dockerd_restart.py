@@ -4,7 +4,6 @@ hooks say so; when it is back the same containers run again, none duplicated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -14,8 +13,6 @@ from testbed.dockerd import (
     DOCKER_API_VERSION,
     Dockerd,
     restart_dockerd,
-    start_dockerd,
-    stop_dockerd,
 )
 from testbed.images import ensure_busybox
 from testbed.stack import Stack
@@ -30,16 +27,6 @@ from tests.reliability.helpers import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture
-def own_dockerd(dockerd: str, tmp_path: Path) -> Iterator[Dockerd]:
-    """A private dockerd for this test alone (`dockerd` only makes sure one can run here)."""
-    engine = start_dockerd(log_path=tmp_path / "own-dockerd.log")
-    try:
-        yield engine
-    finally:
-        stop_dockerd(engine)
 
 
 def test_dockerd_restart_keeps_one_container_each(own_dockerd: Dockerd, tmp_path: Path) -> None:

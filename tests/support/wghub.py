@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 WG_SOCKET_DIR = Path("/var/run/wireguard")
 
 
@@ -36,6 +38,10 @@ def missing_tools() -> list[str]:
     if os.geteuid() != 0:
         missing.append("root")
     return missing
+
+
+needs_wireguard = pytest.mark.skipif(bool(missing_tools()),
+                                     reason=f"no real WireGuard here: missing {missing_tools()}")
 
 
 def leftovers(container_id: str) -> list[str]:
